@@ -1,0 +1,1 @@
+"""Runnable example sweeps on data that ships inside a package (no downloads)."""

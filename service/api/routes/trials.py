@@ -1,0 +1,29 @@
+"""Routes for trials: read one, and the worker's per-step reports."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service import sweeps as store
+from service.api.deps import SessionDep
+from service.api.presenters import trial_detail
+from service.schemas import ErrorOut, ProblemList, ReportIn, ReportOut, TrialDetail
+
+router = APIRouter(prefix="/trials", tags=["trials"])
+
+
+@router.get("/{trial_id}", response_model=TrialDetail, responses={404: {"model": ErrorOut}})
+def get_trial(trial_id: str, session: SessionDep):
+    """A trial: hyperparameters, state, per-epoch metric history, W&B run link, error."""
+    return trial_detail(session, store.get_trial(session, trial_id))
+
+
+@router.post(
+    "/{trial_id}/reports",
+    response_model=ReportOut,
+    responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 422: {"model": ProblemList}},
+)
+def report(trial_id: str, body: ReportIn, session: SessionDep):
+    """A worker reports one step's metrics; the answer says `continue` or `stop`."""
+    action = store.record_report(session, trial_id, body.step, body.metrics)
+    return ReportOut(action=action)

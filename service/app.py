@@ -1,0 +1,119 @@
+"""The FastAPI application: routes, error handlers, and the scheduler's lifetime."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+
+from service import sweeps as store
+from service.api.routes import sweeps, trials
+from service.config import Settings
+from service.db import create_schema, make_engine, make_sessions
+from service.scheduler import Scheduler
+from service.spec import SpecError
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None, executor=None) -> FastAPI:
+    """Build the controller app.
+
+    Args:
+        settings: Settings; default read from the environment.
+        executor: What runs trials; default a `worker.RayTrialExecutor` on
+            `settings.ray_address` (a local Ray when unset).
+    """
+    settings = settings or Settings()
+    engine = make_engine(settings.database_url)
+    create_schema(engine)
+    sessions = make_sessions(engine)
+    if executor is None:
+        from worker.ray_runner import RayTrialExecutor
+
+        executor = RayTrialExecutor(settings.ray_address)
+    scheduler = Scheduler(
+        sessions,
+        executor,
+        api_url=settings.api_url,
+        artifact_dir=settings.artifact_dir,
+        wandb_mode=settings.wandb_mode,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        scheduler.start()
+        try:
+            yield
+        finally:
+            scheduler.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="ktsweep",
+        version="0.1.0",
+        summary="Hyperparameter sweeps of Keras models on Ray, tracked in W&B.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.sessions = sessions
+    app.state.scheduler = scheduler
+    app.include_router(sweeps.router, prefix=API_PREFIX)
+    app.include_router(trials.router, prefix=API_PREFIX)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    _install_error_handlers(app)
+    _install_openapi(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SpecError)
+    async def spec_error(_request: Request, exc: SpecError):
+        problems = [{"path": p.path, "msg": p.message} for p in exc.problems]
+        return JSONResponse(status_code=422, content={"detail": problems})
+
+    @app.exception_handler(RequestValidationError)
+    async def request_error(_request: Request, exc: RequestValidationError):
+        problems = [
+            {
+                "path": ".".join(str(part) for part in error["loc"][1:]) or str(error["loc"][0]),
+                "msg": error["msg"],
+            }
+            for error in exc.errors()
+        ]
+        return JSONResponse(status_code=422, content={"detail": problems})
+
+    @app.exception_handler(store.CursorError)
+    async def cursor_error(_request: Request, exc: store.CursorError):
+        return JSONResponse(
+            status_code=422, content={"detail": [{"path": "cursor", "msg": str(exc)}]}
+        )
+
+    @app.exception_handler(store.NotFoundError)
+    async def not_found(_request: Request, exc: store.NotFoundError):
+        return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+    @app.exception_handler(store.ConflictError)
+    async def conflict(_request: Request, exc: store.ConflictError):
+        return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+
+def _install_openapi(app: FastAPI) -> None:
+    def openapi():
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            spec_schema = dict(sweeps.SPEC_SCHEMA)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(spec_schema.pop("$defs", {}))
+            components["SweepSpec"] = spec_schema
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi

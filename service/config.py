@@ -1,0 +1,38 @@
+"""Settings, read from the environment (`KTSWEEP_*`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """The controller's settings.
+
+    Attributes:
+        database_url: SQLAlchemy URL. Default `sqlite:///ktsweep.db`.
+        ray_address: Ray cluster to join; None starts a local Ray.
+        artifact_dir: Where W&B run folders and checkpoints go (a shared path on clusters).
+        api_url: The URL workers use to reach this controller; default derived from host/port.
+        api_tokens: Comma-separated bearer tokens for the API.
+        open_reads: Let reads through without a token.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="KTSWEEP_", extra="ignore")
+
+    database_url: str = "sqlite:///ktsweep.db"
+    ray_address: str | None = None
+    artifact_dir: Path = Path("ktsweep-artifacts")
+    api_url: str | None = None
+    api_tokens: str = ""
+    open_reads: bool = False
+
+    @property
+    def wandb_mode(self) -> str:
+        return os.environ.get("WANDB_MODE", "offline")
+
+    @property
+    def tokens(self) -> list[str]:
+        return [token.strip() for token in self.api_tokens.split(",") if token.strip()]

@@ -1,0 +1,21 @@
+"""Random search: every trial an independent draw from the parameters' distributions."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from service.search.base import SearchMethod, TrialRecord
+from service.search.distributions import sample_parameters
+
+
+class RandomSearch(SearchMethod):
+    """Draws each trial's configuration independently.
+
+    Trial `n` of a seeded sweep always gets the same configuration, so a restarted controller
+    suggests what it would have suggested before.
+    """
+
+    def suggest(self, number: int, trials: list[TrialRecord]) -> dict[str, Any] | None:
+        rng = random.Random(None if self.seed is None else f"{self.seed}:{number}")
+        return sample_parameters(self.spec.parameters or {}, rng)

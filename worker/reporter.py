@@ -1,0 +1,101 @@
+"""Reports a trial's progress to the controller and passes its answer back to Keras."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any, Protocol
+
+import httpx
+import keras
+
+log = logging.getLogger(__name__)
+
+
+class Reporter(Protocol):
+    """Anything that takes one step's metrics and answers "continue" or "stop"."""
+
+    def report(self, step: int, metrics: dict[str, float | None]) -> str: ...
+
+
+class HttpReporter:
+    """Posts each report to `POST /api/v1/trials/{id}/reports` on the controller.
+
+    A controller that cannot be reached does not fail the trial: the report is retried a few
+    times, then dropped with a warning (the final result carries the whole history anyway).
+
+    Args:
+        base_url: The controller's URL, e.g. "http://127.0.0.1:8000".
+        trial_id: The trial being reported.
+        token: Bearer token for the report, or None.
+        retries: Attempts per report before it is dropped. Default 3.
+    """
+
+    def __init__(self, base_url: str, trial_id: str, token: str | None = None, retries: int = 3):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.trial_id = trial_id
+        self.retries = retries
+        self._client = httpx.Client(base_url=base_url, headers=headers, timeout=10.0)
+
+    def report(self, step: int, metrics: dict[str, float | None]) -> str:
+        payload = {"step": step, "metrics": metrics}
+        for attempt in range(self.retries):
+            try:
+                response = self._client.post(
+                    f"/api/v1/trials/{self.trial_id}/reports", json=payload
+                )
+                if response.status_code < 500:
+                    response.raise_for_status()
+                    return response.json().get("action", "continue")
+            except httpx.TransportError as exc:
+                log.warning("report for trial %s failed (%s); retrying", self.trial_id, exc)
+            except httpx.HTTPStatusError as exc:
+                log.warning("controller refused report for trial %s: %s", self.trial_id, exc)
+                return "continue"
+            time.sleep(0.2 * (attempt + 1))
+        log.warning("dropping report of step %d for trial %s", step, self.trial_id)
+        return "continue"
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def plain_metrics(logs: dict[str, Any] | None) -> dict[str, float | None]:
+    """Keras logs as plain Python floats; NaN and infinity become None (JSON has neither)."""
+    metrics: dict[str, float | None] = {}
+    for name, value in (logs or {}).items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        metrics[name] = number if math.isfinite(number) else None
+    return metrics
+
+
+class ReportingCallback(keras.callbacks.Callback):
+    """Reports every epoch's metrics and stops training when the controller answers "stop".
+
+    Args:
+        reporter: Where reports go, or None to only record the history.
+        initial_epoch: Epochs already run before this fit (on a resume). Default 0.
+    """
+
+    def __init__(self, reporter: Reporter | None, initial_epoch: int = 0):
+        super().__init__()
+        self.reporter = reporter
+        self.initial_epoch = initial_epoch
+        self.history: list[dict[str, Any]] = []
+        self.stopped_early = False
+
+    def on_train_begin(self, logs=None):
+        self.history = []
+        self.stopped_early = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = epoch + 1
+        metrics = plain_metrics(logs)
+        self.history.append({"step": step, "metrics": metrics})
+        if self.reporter is not None and self.reporter.report(step, metrics) == "stop":
+            self.stopped_early = True
+            self.model.stop_training = True

@@ -1,0 +1,75 @@
+"""What a worker is told about one trial, and what it tells back."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class TrialSpec:
+    """Everything a worker needs to run one trial; plain data, so it crosses Ray as is.
+
+    Attributes:
+        trial_id: The trial's id; also the W&B run's name.
+        hyperparameters: The trial's configuration (nested dicts for nested parameters).
+        hypermodel: `module:function` building a compiled Keras model from a
+            `keras_tuner.HyperParameters`.
+        data: `module:function` returning the training data (see `worker.load_fit_data`).
+        sweep_id: The sweep's id; the W&B run's group.
+        sweep_name: The sweep's name, recorded in the W&B run's config.
+        fit: Keyword arguments for `model.fit` (`epochs`, `batch_size`, ...).
+        metric: The metric the sweep optimises, recorded in the result.
+        wandb: `project`, `entity`, `mode` ("online" | "offline" | "disabled"), `dir`, `tags`.
+        callbacks: The spec's `callbacks:` section.
+        checkpoint_dir: Folder for this trial's checkpoints, or None for no checkpoints.
+        report_url: The controller's base URL for per-epoch reports, or None to not report.
+        report_token: Bearer token for the reports.
+        resources: Ray resources (`cpu`, `gpu`, `tpu`, `memory`) for the trial.
+    """
+
+    trial_id: str
+    hyperparameters: dict[str, Any]
+    hypermodel: str
+    data: str
+    sweep_id: str | None = None
+    sweep_name: str | None = None
+    fit: dict[str, Any] = field(default_factory=lambda: {"epochs": 1})
+    metric: str | None = None
+    wandb: dict[str, Any] = field(default_factory=dict)
+    callbacks: dict[str, Any] = field(default_factory=dict)
+    checkpoint_dir: str | None = None
+    report_url: str | None = None
+    report_token: str | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrialResult:
+    """How a trial ended.
+
+    Attributes:
+        trial_id: The trial's id.
+        state: "completed", "stopped" (ended early on the controller's word) or "failed".
+        metrics: The last value of every metric.
+        history: One entry per epoch: `{"step": epoch_number, "metrics": {...}}`.
+        epochs: Epochs run.
+        wandb: The W&B run link: `url` when online; `run_dir` and `sync_command` when offline.
+        checkpoint: Path of the last checkpoint saved, or None.
+        error: The traceback when the trial failed.
+    """
+
+    trial_id: str
+    state: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epochs: int = 0
+    wandb: dict[str, Any] | None = None
+    checkpoint: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
