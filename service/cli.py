@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -13,7 +14,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console, Group
 from rich.live import Live
-from rich.panel import Panel
 from rich.table import Table
 
 from service.client import TERMINAL_SWEEP_STATES, ApiError, Client
@@ -90,6 +90,7 @@ def _start_embedded_server(database_url: str | None, artifact_dir: Path | None):
 
     from service.app import create_app
     from service.config import Settings
+    from worker.ray_runner import ensure_ray
 
     overrides: dict[str, Any] = {}
     if database_url:
@@ -100,6 +101,9 @@ def _start_embedded_server(database_url: str | None, artifact_dir: Path | None):
     url = f"http://127.0.0.1:{port}"
     settings = Settings(api_url=url, **overrides)
     console.print("Starting a local Ray and the controller...", style="dim")
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    # Ray is started from the main thread (it installs signal handlers there).
+    ensure_ray(settings.ray_address)
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="ktsweep-api", daemon=True)
@@ -126,8 +130,10 @@ def _follow(client: Client, sweep_id: str) -> dict[str, Any]:
             trials = client.trials(sweep_id)
             live.update(_progress_view(sweep, trials))
             if sweep["state"] in TERMINAL_SWEEP_STATES:
-                return sweep
+                break
             time.sleep(0.5)
+    console.print()
+    return sweep
 
 
 def _progress_view(sweep: dict[str, Any], trials: list[dict[str, Any]]):
@@ -181,32 +187,33 @@ def _print_best(client: Client, sweep: dict[str, Any]) -> None:
         best = client.best(sweep["id"])
     except ApiError as exc:
         console.print(f"[red]No best trial:[/] {exc.detail}")
-        failed = [t for t in client.trials(sweep["id"], state="failed")]
+        failed = client.trials(sweep["id"], state="failed")
         if failed and failed[0].get("error"):
-            console.print(
-                Panel(failed[0]["error"].strip()[-2000:], title=f"{failed[0]['id']} error")
-            )
+            console.rule(f"{failed[0]['id']} error", align="left")
+            console.print(failed[0]["error"].strip()[-3000:], soft_wrap=True, markup=False)
         return
-    lines = [
-        f"[bold]trial[/]            {best['id']}",
-        f"[bold]{metric}[/]  {best['objective']:.4f}",
-        f"[bold]hyperparameters[/]  {format_hyperparameters(best['hyperparameters'])}",
+    rows = [
+        ("trial", best["id"]),
+        (metric, f"{best['objective']:.4f}"),
+        ("hyperparameters", format_hyperparameters(best["hyperparameters"])),
+        *wandb_link_rows(best.get("wandb")),
     ]
-    lines.extend(wandb_link_lines(best.get("wandb")))
     if best.get("checkpoint"):
-        lines.append(f"[bold]checkpoint[/]       {best['checkpoint']}")
-    console.print(Panel("\n".join(lines), title="Best trial", title_align="left"))
+        rows.append(("checkpoint", best["checkpoint"]))
+    console.rule("Best trial", align="left")
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        # soft_wrap keeps paths and commands on one line, so they can be copied.
+        console.print(f"[bold]{label.ljust(width)}[/]  {value}", soft_wrap=True)
 
 
-def wandb_link_lines(link: dict[str, Any] | None) -> list[str]:
+def wandb_link_rows(link: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The W&B run link as (label, value) rows: the URL, or the offline folder and sync command."""
     if not link:
-        return ["[bold]W&B run[/]          (W&B disabled)"]
+        return [("W&B run", "(W&B disabled)")]
     if link.get("url"):
-        return [f"[bold]W&B run[/]          {link['url']}"]
-    return [
-        f"[bold]W&B run[/]          {link['run_dir']} (offline)",
-        f"[bold]upload with[/]      {link['sync_command']}",
-    ]
+        return [("W&B run", link["url"])]
+    return [("W&B run", f"{link['run_dir']} (offline)"), ("upload with", link["sync_command"])]
 
 
 def _print_problems(problems) -> None:

@@ -74,11 +74,11 @@ class ParameterSpec(_Strict):
     value: Any = None
     values: list[Any] | None = None
     probabilities: list[float] | None = None
-    min: float | None = None
-    max: float | None = None
+    min: int | float | None = None
+    max: int | float | None = None
     mu: float | None = None
     sigma: float | None = None
-    q: float | None = None
+    q: int | float | None = None
     a: float | None = None
     b: float | None = None
     parameters: dict[str, ParameterSpec] | None = None
