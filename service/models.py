@@ -69,6 +69,9 @@ class Trial(Base):
     checkpoint: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Set by methods that continue a trial (Hyperband): the fit overrides and the parent trial.
+    fit: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    parent_id: Mapped[str | None] = mapped_column(String(48))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

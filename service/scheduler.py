@@ -12,12 +12,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import sweeps as store
-from service.models import ACTIVE_TRIAL_STATES, Sweep, SweepState, Trial, TrialState, utcnow
-from service.search import SearchMethod, TrialRecord, make_search_method
+from service.models import (
+    ACTIVE_TRIAL_STATES,
+    Sweep,
+    SweepState,
+    Trial,
+    TrialReport,
+    TrialState,
+    utcnow,
+)
+from service.search import SearchMethod, Suggestion, TrialRecord, make_search_method
 from service.spec import SweepSpec
 from worker.trial_spec import TrialResult, TrialSpec
 
 log = logging.getLogger(__name__)
+
+# A result state the executor uses when the worker process or its node died mid-trial.
+LOST = "lost"
 
 
 class TrialExecutor(Protocol):
@@ -27,7 +38,7 @@ class TrialExecutor(Protocol):
 
 
 class Scheduler:
-    """Starts trials for running sweeps and records how they end.
+    """Starts trials for running sweeps, relays early-stopping decisions, records how trials end.
 
     One background thread does all scheduling. It sleeps until something happens — a sweep is
     submitted, or a trial ends (the executor calls back at once) — then fills every sweep's
@@ -58,6 +69,7 @@ class Scheduler:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._methods: dict[str, SearchMethod] = {}
+        self._methods_lock = threading.Lock()
 
     def start(self) -> None:
         self.executor.start()
@@ -87,6 +99,15 @@ class Scheduler:
             except Exception:
                 log.exception("scheduling pass failed")
 
+    def method_for(self, sweep: Sweep, spec: SweepSpec | None = None) -> SearchMethod:
+        """The sweep's search method (one instance per sweep, kept while it runs)."""
+        with self._methods_lock:
+            method = self._methods.get(sweep.id)
+            if method is None:
+                method = make_search_method(spec or store.sweep_spec(sweep))
+                self._methods[sweep.id] = method
+            return method
+
     def schedule_pending_trials(self) -> None:
         """One pass: start trials wherever a running sweep has a free slot; finish done sweeps."""
         with self.sessions() as session:
@@ -99,36 +120,53 @@ class Scheduler:
 
     def _fill_sweep(self, session: Session, sweep: Sweep) -> None:
         spec = store.sweep_spec(sweep)
-        method = self._methods.get(sweep.id) or self._methods.setdefault(
-            sweep.id, make_search_method(spec)
+        method = self.method_for(sweep, spec)
+        trials = list(
+            session.scalars(select(Trial).where(Trial.sweep_id == sweep.id).order_by(Trial.number))
         )
-        trials = list(session.scalars(select(Trial).where(Trial.sweep_id == sweep.id)))
         active = sum(trial.state in ACTIVE_TRIAL_STATES for trial in trials)
         run_cap = spec.run_cap if spec.run_cap is not None else float("inf")
-        exhausted = False
-        while active < spec.parallelism and len(trials) < run_cap:
-            records = [_record(trial) for trial in trials]
-            hyperparameters = method.suggest(len(trials), records)
-            if hyperparameters is None:
-                exhausted = True
+        out_of_trials = target_reached(spec, trials)
+        while not out_of_trials and active < spec.parallelism and len(trials) < run_cap:
+            records = [trial_record(trial) for trial in trials]
+            suggestion = method.suggest(len(trials), records)
+            if suggestion is None:
+                out_of_trials = not method.is_waiting(records)
                 break
-            trial = self._create_trial(session, sweep, len(trials), hyperparameters)
+            if not isinstance(suggestion, Suggestion):
+                suggestion = Suggestion(hyperparameters=suggestion)
+            trial = self._create_trial(session, sweep, len(trials), suggestion, trials)
             trials.append(trial)
             active += 1
             self._launch(session, sweep, spec, trial)
-        if active == 0 and (exhausted or len(trials) >= run_cap):
+        if active == 0 and (out_of_trials or len(trials) >= run_cap):
             self._finish_sweep(session, sweep, trials)
 
     def _create_trial(
-        self, session: Session, sweep: Sweep, number: int, hyperparameters: dict[str, Any]
+        self,
+        session: Session,
+        sweep: Sweep,
+        number: int,
+        suggestion: Suggestion,
+        trials: list[Trial],
     ) -> Trial:
+        fit: dict[str, Any] = {}
+        if suggestion.epochs is not None:
+            fit["epochs"] = suggestion.epochs
+        if suggestion.initial_epoch is not None:
+            fit["initial_epoch"] = suggestion.initial_epoch
+        parent = trials[suggestion.parent] if suggestion.parent is not None else None
         trial = Trial(
             id=f"{sweep.id}-{number}",
             sweep_id=sweep.id,
             number=number,
             state=TrialState.PENDING.value,
-            hyperparameters=hyperparameters,
+            hyperparameters=suggestion.hyperparameters,
             metrics={},
+            fit=fit or None,
+            parent_id=parent.id if parent is not None else None,
+            # A continuation starts from its parent's last checkpoint.
+            checkpoint=parent.checkpoint if parent is not None else None,
         )
         session.add(trial)
         session.commit()
@@ -138,6 +176,14 @@ class Scheduler:
         """What the worker is told about `trial`."""
         assert spec.trial is not None
         wandb = spec.wandb
+        fit = spec.trial.fit.model_dump(exclude_none=True)
+        overrides = dict(trial.fit or {})
+        initial_epoch = overrides.pop("initial_epoch", 0)
+        fit.update(overrides)
+        resume_from = None
+        if trial.checkpoint and (trial.attempts > 1 or trial.parent_id):
+            resume_from = trial.checkpoint
+            initial_epoch = max(initial_epoch, trial.epochs)
         return TrialSpec(
             trial_id=trial.id,
             hyperparameters=trial.hyperparameters,
@@ -145,7 +191,7 @@ class Scheduler:
             data=spec.trial.data,
             sweep_id=sweep.id,
             sweep_name=sweep.name,
-            fit=spec.trial.fit.model_dump(exclude_none=True),
+            fit=fit,
             metric=spec.metric.name if spec.metric else None,
             wandb={
                 "project": wandb.project or spec.project or "ktsweep",
@@ -158,11 +204,13 @@ class Scheduler:
             checkpoint_dir=str(self.artifact_dir / "checkpoints" / sweep.id / trial.id),
             report_url=self.api_url,
             resources=spec.trial.resources.model_dump(exclude_none=True),
+            resume_from=resume_from,
+            initial_epoch=initial_epoch,
         )
 
     def _launch(self, session: Session, sweep: Sweep, spec: SweepSpec, trial: Trial) -> None:
         trial.state = TrialState.RUNNING.value
-        trial.started_at = utcnow()
+        trial.started_at = trial.started_at or utcnow()
         trial.attempts += 1
         session.commit()
         try:
@@ -174,11 +222,52 @@ class Scheduler:
             trial.finished_at = utcnow()
             session.commit()
 
+    def on_report(
+        self,
+        session: Session,
+        trial_id: str,
+        step: int,
+        metrics: dict[str, Any],
+        checkpoint: str | None = None,
+    ) -> str:
+        """Store a worker's report and answer "continue" or "stop" (early termination)."""
+        action = store.record_report(session, trial_id, step, metrics, checkpoint)
+        if action != "continue":
+            return action
+        trial = store.get_trial(session, trial_id)
+        method = self.method_for(trial.sweep)
+        trials = list(session.scalars(select(Trial).where(Trial.sweep_id == trial.sweep_id)))
+        histories = _histories(session, trial.sweep_id)
+        records = [trial_record(t, histories.get(t.id, [])) for t in trials]
+        current = next(record for record in records if record.number == trial.number)
+        return "stop" if method.should_stop(current, records) else "continue"
+
     def _on_trial_done(self, trial_id: str, result: TrialResult) -> None:
         with self.sessions() as session:
-            store.record_trial_result(session, trial_id, result.to_dict())
+            trial = store.get_trial(session, trial_id)
+            if result.state == LOST and self._retry(session, trial, result):
+                return
+            if result.state == LOST:
+                result.state = TrialState.FAILED.value
+            trial = store.record_trial_result(session, trial_id, result.to_dict())
+            history = store.trial_history(session, trial)
+            self.method_for(trial.sweep).observe(trial_record(trial, history))
         log.info("trial %s ended: %s", trial_id, result.state)
         self.notify()
+
+    def _retry(self, session: Session, trial: Trial, result: TrialResult) -> bool:
+        """Put a trial lost with its worker back to run again, while it has retries left."""
+        spec = store.sweep_spec(trial.sweep)
+        max_retries = spec.trial.max_retries if spec.trial else 0
+        if trial.attempts > max_retries or trial.sweep.state != SweepState.RUNNING.value:
+            return False
+        log.warning("trial %s lost its worker (%s); retrying", trial.id, result.error)
+        if result.checkpoint:
+            trial.checkpoint = result.checkpoint
+        trial.error = result.error
+        session.commit()
+        self._launch(session, trial.sweep, spec, trial)
+        return True
 
     def _finish_sweep(self, session: Session, sweep: Sweep, trials: list[Trial]) -> None:
         succeeded = any(
@@ -188,14 +277,46 @@ class Scheduler:
         sweep.state = (SweepState.FINISHED if succeeded else SweepState.FAILED).value
         sweep.finished_at = utcnow()
         session.commit()
-        self._methods.pop(sweep.id, None)
+        with self._methods_lock:
+            self._methods.pop(sweep.id, None)
         log.info("sweep %s %s after %d trials", sweep.id, sweep.state, len(trials))
 
 
-def _record(trial: Trial) -> TrialRecord:
+def target_reached(spec: SweepSpec, trials: list[Trial]) -> bool:
+    """Whether a trial has reached `metric.target` (the sweep then starts no more trials)."""
+    if spec.metric is None or spec.metric.target is None:
+        return False
+    target = spec.metric.target
+    for trial in trials:
+        if trial.objective is None:
+            continue
+        if spec.metric.goal == "maximize" and trial.objective >= target:
+            return True
+        if spec.metric.goal == "minimize" and trial.objective <= target:
+            return True
+    return False
+
+
+def trial_record(trial: Trial, history: list[dict[str, Any]] | None = None) -> TrialRecord:
     return TrialRecord(
         number=trial.number,
         hyperparameters=trial.hyperparameters,
         state=trial.state,
         objective=trial.objective,
+        epochs=trial.epochs,
+        history=history or [],
+        parent=int(trial.parent_id.rsplit("-", 1)[1]) if trial.parent_id else None,
     )
+
+
+def _histories(session: Session, sweep_id: str) -> dict[str, list[dict[str, Any]]]:
+    rows = session.execute(
+        select(TrialReport.trial_id, TrialReport.step, TrialReport.metrics)
+        .join(Trial, Trial.id == TrialReport.trial_id)
+        .where(Trial.sweep_id == sweep_id)
+        .order_by(TrialReport.step)
+    )
+    histories: dict[str, list[dict[str, Any]]] = {}
+    for trial_id, step, metrics in rows:
+        histories.setdefault(trial_id, []).append({"step": step, "metrics": metrics})
+    return histories

@@ -63,6 +63,9 @@ class ReportIn(BaseModel):
 
     step: int = Field(ge=0, description="Epoch (or other step) number the metrics belong to.")
     metrics: dict[str, float | None]
+    checkpoint: str | None = Field(
+        None, description="The trial's latest checkpoint, to resume from if its worker is lost."
+    )
 
 
 class ReportOut(BaseModel):

@@ -9,7 +9,6 @@ import base64
 import json
 import math
 import uuid
-from collections import Counter
 from typing import Any
 
 from sqlalchemy import func, select
@@ -182,7 +181,11 @@ def _objective(metrics: dict[str, Any], name: str | None) -> float | None:
 
 
 def record_report(
-    session: Session, trial_id: str, step: int, metrics: dict[str, float | None]
+    session: Session,
+    trial_id: str,
+    step: int,
+    metrics: dict[str, float | None],
+    checkpoint: str | None = None,
 ) -> str:
     """Store one step's metrics for a running trial; returns "continue" or "stop"."""
     trial = get_trial(session, trial_id)
@@ -201,6 +204,8 @@ def record_report(
         trial.metrics = metrics
         trial.epochs = step
         trial.objective = _objective(metrics, metric_goal(trial.sweep)[0])
+    if checkpoint:
+        trial.checkpoint = checkpoint
     if trial.state == TrialState.PENDING.value:
         trial.state = TrialState.RUNNING.value
         trial.started_at = trial.started_at or utcnow()
@@ -230,7 +235,7 @@ def record_trial_result(session: Session, trial_id: str, result: dict[str, Any])
         trial.objective = _objective(result["metrics"], metric_goal(trial.sweep)[0])
     trial.epochs = max(trial.epochs, result.get("epochs") or 0)
     trial.wandb = result.get("wandb")
-    trial.checkpoint = result.get("checkpoint")
+    trial.checkpoint = result.get("checkpoint") or trial.checkpoint
     trial.error = result.get("error")
     trial.finished_at = utcnow()
     session.commit()
@@ -242,7 +247,3 @@ def trial_history(session: Session, trial: Trial) -> list[dict[str, Any]]:
         select(TrialReport).where(TrialReport.trial_id == trial.id).order_by(TrialReport.step)
     )
     return [{"step": report.step, "metrics": report.metrics} for report in reports]
-
-
-def sweep_summary_counts(trials: list[Trial]) -> Counter:
-    return Counter(trial.state for trial in trials)

@@ -45,10 +45,15 @@ def run_trial(spec: TrialSpec, reporter: Reporter | None = None) -> TrialResult:
     run = _start_wandb_run(spec)
     exit_code = 1
     try:
-        model = build_model(hp)
+        if spec.resume_from:
+            model = keras.saving.load_model(spec.resume_from)
+        else:
+            model = build_model(hp)
         reporting = ReportingCallback(reporter)
         callbacks, checkpoint = _trial_callbacks(spec, run, fit_data)
         fit_kwargs = {"verbose": 0, **spec.fit}
+        if spec.initial_epoch:
+            fit_kwargs["initial_epoch"] = spec.initial_epoch
         model.fit(**fit_data, **fit_kwargs, callbacks=[*callbacks, reporting])
         history = reporting.history
         state = "stopped" if reporting.stopped_early else "completed"
@@ -60,7 +65,7 @@ def run_trial(spec: TrialSpec, reporter: Reporter | None = None) -> TrialResult:
             state=state,
             metrics=history[-1]["metrics"] if history else {},
             history=history,
-            epochs=len(history),
+            epochs=history[-1]["step"] if history else spec.initial_epoch,
             wandb=wandb_run_link(run),
             checkpoint=_checkpoint_path(checkpoint),
         )

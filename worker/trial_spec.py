@@ -26,6 +26,9 @@ class TrialSpec:
         report_url: The controller's base URL for per-epoch reports, or None to not report.
         report_token: Bearer token for the reports.
         resources: Ray resources (`cpu`, `gpu`, `tpu`, `memory`) for the trial.
+        resume_from: A `.keras` checkpoint to continue from instead of building the model
+            (a retried trial, or a Hyperband continuation), or None.
+        initial_epoch: Epochs already trained when resuming (passed to `fit`). Default 0.
     """
 
     trial_id: str
@@ -42,6 +45,8 @@ class TrialSpec:
     report_url: str | None = None
     report_token: str | None = None
     resources: dict[str, Any] = field(default_factory=dict)
+    resume_from: str | None = None
+    initial_epoch: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

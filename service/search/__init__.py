@@ -1,6 +1,6 @@
 """Search methods behind one small interface (`SearchMethod`)."""
 
-from service.search.base import SearchMethod, TrialRecord
+from service.search.base import SearchMethod, Suggestion, TrialRecord
 from service.search.grid_search import GridSearch
 from service.search.random_search import RandomSearch
 from service.spec import SweepSpec
@@ -13,4 +13,11 @@ def make_search_method(spec: SweepSpec) -> SearchMethod:
     return _METHODS[spec.method](spec)
 
 
-__all__ = ["GridSearch", "RandomSearch", "SearchMethod", "TrialRecord", "make_search_method"]
+__all__ = [
+    "GridSearch",
+    "RandomSearch",
+    "SearchMethod",
+    "Suggestion",
+    "TrialRecord",
+    "make_search_method",
+]

@@ -34,7 +34,7 @@ def server(tmp_path_factory):
         "KTSWEEP_ARTIFACT_DIR": str(workdir / "artifacts"),
         "WANDB_MODE": "offline",
     }
-    log = open(workdir / "server.log", "wb")
+    log = open(workdir / "server.log", "wb")  # noqa: SIM115 - open for the whole session
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
         cwd=REPO,

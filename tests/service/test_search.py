@@ -77,7 +77,9 @@ def test_seeded_random_search_is_reproducible_per_trial_number():
 
 
 def test_nested_parameters_come_out_nested():
-    spec = spec_with({"optimizer": {"parameters": {"lr": {"value": 0.1}, "name": {"value": "adam"}}}})
+    spec = spec_with(
+        {"optimizer": {"parameters": {"lr": {"value": 0.1}, "name": {"value": "adam"}}}}
+    )
     assert RandomSearch(spec).suggest(0, []) == {"optimizer": {"lr": 0.1, "name": "adam"}}
 
 

@@ -59,7 +59,9 @@ def test_every_problem_is_listed_at_once():
 
 
 def test_entry_point_must_name_a_function():
-    spec = minimal_spec(trial={"hypermodel": "examples.digits", "data": "examples.digits:load_data"})
+    spec = minimal_spec(
+        trial={"hypermodel": "examples.digits", "data": "examples.digits:load_data"}
+    )
     assert problem_paths(spec) == ["trial.hypermodel"]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service import sweeps as store
-from service.api.deps import SessionDep
+from service.api.deps import SchedulerDep, SessionDep
 from service.api.presenters import trial_detail
 from service.schemas import ErrorOut, ProblemList, ReportIn, ReportOut, TrialDetail
 
@@ -23,7 +23,7 @@ def get_trial(trial_id: str, session: SessionDep):
     response_model=ReportOut,
     responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 422: {"model": ProblemList}},
 )
-def report(trial_id: str, body: ReportIn, session: SessionDep):
+def report(trial_id: str, body: ReportIn, session: SessionDep, scheduler: SchedulerDep):
     """A worker reports one step's metrics; the answer says `continue` or `stop`."""
-    action = store.record_report(session, trial_id, body.step, body.metrics)
+    action = scheduler.on_report(session, trial_id, body.step, body.metrics, body.checkpoint)
     return ReportOut(action=action)
