@@ -1,0 +1,164 @@
+"""Specification of `MetricsLogger`."""
+
+from __future__ import annotations
+
+import copy
+
+import keras
+import pytest
+import wandb
+
+from callbacks import MetricsLogger, WandbMetricsLogger
+
+EPOCHS = 2
+BATCH_SIZE = 128
+
+
+def steps_per_epoch(digits) -> int:
+    return -(-len(digits.x) // BATCH_SIZE)
+
+
+def fit(model, digits, callbacks, epochs=EPOCHS, **kwargs):
+    return model.fit(
+        digits.x,
+        digits.y,
+        validation_data=(digits.x_val, digits.y_val),
+        batch_size=BATCH_SIZE,
+        epochs=epochs,
+        verbose=0,
+        callbacks=callbacks,
+        **kwargs,
+    )
+
+
+def test_constructing_without_run_says_to_call_wandb_init(wandb_env):
+    assert wandb.run is None
+    with pytest.raises(wandb.Error, match=r"wandb\.init\(\)"):
+        MetricsLogger()
+
+
+def test_seed_name_is_an_alias():
+    assert WandbMetricsLogger is MetricsLogger
+
+
+def test_epoch_rows_use_wandb_key_names(spy, digits, make_model):
+    fit(make_model(), digits, [MetricsLogger()])
+
+    rows = spy.rows_with("epoch/epoch")
+    assert [row["epoch/epoch"] for row in rows] == [0, 1]
+    assert set(rows[0]) == {
+        "epoch/loss",
+        "epoch/accuracy",
+        "epoch/val_loss",
+        "epoch/val_accuracy",
+        "epoch/epoch",
+        "epoch/learning_rate",
+    }
+    assert rows[0]["epoch/learning_rate"] == pytest.approx(0.01)
+    assert not spy.rows_with("batch/batch_step")
+
+
+def test_epoch_rows_reach_the_run_file(offline_run, run_file, digits, make_model):
+    history = fit(make_model(), digits, [MetricsLogger()]).history
+
+    recorded = run_file(offline_run)
+    rows = [row for row in recorded.history if "epoch/epoch" in row]
+    assert [row["epoch/epoch"] for row in rows] == [0, 1]
+    assert [row["epoch/val_loss"] for row in rows] == pytest.approx(history["val_loss"])
+
+
+def test_epoch_metrics_are_plotted_against_epoch(spy, run_file, offline_run, digits, make_model):
+    fit(make_model(), digits, [MetricsLogger()])
+
+    defined = {args[0]: kwargs.get("step_metric") for args, kwargs in spy.calls["define_metric"]}
+    assert defined == {"epoch/epoch": None, "epoch/*": "epoch/epoch"}
+    recorded = run_file(offline_run)
+    assert {(m.glob_name, m.step_metric) for m in recorded.metrics if m.glob_name} == {
+        ("epoch/*", "epoch/epoch")
+    }
+
+
+def test_batch_logging_logs_every_batch_against_batch_step(spy, digits, make_model):
+    fit(make_model(), digits, [MetricsLogger(log_freq="batch")])
+
+    rows = spy.rows_with("batch/batch_step")
+    assert [row["batch/batch_step"] for row in rows] == list(
+        range(EPOCHS * steps_per_epoch(digits))
+    )
+    assert set(rows[0]) == {
+        "batch/loss",
+        "batch/accuracy",
+        "batch/batch_step",
+        "batch/learning_rate",
+    }
+    defined = {args[0]: kwargs.get("step_metric") for args, kwargs in spy.calls["define_metric"]}
+    assert defined["batch/*"] == "batch/batch_step"
+    assert len(spy.rows_with("epoch/epoch")) == EPOCHS
+
+
+def test_batch_rows_are_logged_in_order_before_fit_returns(spy, digits, make_model):
+    fit(make_model(), digits, [MetricsLogger(log_freq="batch")])
+
+    steps = [row.get("batch/batch_step", row.get("epoch/epoch")) for row in spy.logged_rows]
+    per_epoch = steps_per_epoch(digits)
+    expected = list(range(per_epoch)) + [0] + list(range(per_epoch, 2 * per_epoch)) + [1]
+    assert steps == expected
+
+
+def test_integer_log_freq_logs_every_nth_batch(spy, digits, make_model):
+    fit(make_model(), digits, [MetricsLogger(log_freq=4)], epochs=1)
+
+    rows = spy.rows_with("batch/batch_step")
+    logged_batches = [b for b in range(steps_per_epoch(digits)) if b % 4 == 0]
+    assert [row["batch/batch_step"] for row in rows] == [4 * i for i in range(len(logged_batches))]
+
+
+@pytest.mark.parametrize("log_freq", ["often", 0, -3, 1.5, True])
+def test_rejects_log_freq_that_is_not_epoch_batch_or_positive_int(offline_run, log_freq):
+    with pytest.raises(ValueError, match="log_freq"):
+        MetricsLogger(log_freq=log_freq)
+
+
+def test_learning_rate_follows_schedule(spy, digits, make_model):
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=3, decay_rate=0.5)
+    fit(make_model(learning_rate=schedule), digits, [MetricsLogger(log_freq="batch")], epochs=1)
+
+    batch_rates = [row["batch/learning_rate"] for row in spy.rows_with("batch/batch_step")]
+    expected = [float(schedule(step + 1)) for step in range(steps_per_epoch(digits))]
+    assert batch_rates == pytest.approx(expected)
+    (epoch_row,) = spy.rows_with("epoch/epoch")
+    assert epoch_row["epoch/learning_rate"] == pytest.approx(expected[-1])
+
+
+def test_learning_rate_is_right_after_resume(spy, digits, make_model):
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=3, decay_rate=0.5)
+    per_epoch = steps_per_epoch(digits)
+    logger = MetricsLogger(initial_global_step=per_epoch * 2)
+    fit(make_model(learning_rate=schedule), digits, [logger], epochs=3, initial_epoch=2)
+
+    (row,) = spy.rows_with("epoch/epoch")
+    assert row["epoch/epoch"] == 2
+    assert row["epoch/learning_rate"] == pytest.approx(float(schedule(3 * per_epoch)))
+
+
+def test_learning_rate_change_by_another_callback_is_logged(spy, digits, make_model):
+    halve = keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.01 / (2**epoch))
+    fit(make_model(), digits, [halve, MetricsLogger()])
+
+    rates = [row["epoch/learning_rate"] for row in spy.rows_with("epoch/epoch")]
+    assert rates == pytest.approx([0.01, 0.005])
+
+
+def test_logger_can_be_deep_copied_for_keras_tuner_trials(spy, digits, make_model):
+    logger = MetricsLogger(log_freq="batch")
+    fit(make_model(), digits, [copy.deepcopy(logger)], epochs=1)
+    fit(make_model(), digits, [copy.deepcopy(logger)], epochs=1)
+
+    assert len(spy.rows_with("epoch/epoch")) == 2
+    assert len(spy.rows_with("batch/batch_step")) == 2 * steps_per_epoch(digits)
+
+
+def test_works_in_disabled_mode(wandb_env, digits, make_model):
+    wandb.init(mode="disabled")
+    history = fit(make_model(), digits, [MetricsLogger(log_freq="batch")], epochs=1)
+    assert len(history.history["loss"]) == 1
