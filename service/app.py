@@ -7,12 +7,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
 
 from service import sweeps as store
+from service.api.deps import AuthError
 from service.api.routes import sweeps, trials
+from service.auth import load_or_create_secret
 from service.config import Settings
-from service.db import create_schema, make_engine, make_sessions
+from service.db import make_engine, make_sessions, migrate
+from service.observability import Metrics
 from service.scheduler import Scheduler
 from service.spec import SpecError
 
@@ -29,8 +34,11 @@ def create_app(settings: Settings | None = None, executor=None) -> FastAPI:
     """
     settings = settings or Settings()
     engine = make_engine(settings.database_url)
-    create_schema(engine)
+    migrate(engine)
     sessions = make_sessions(engine)
+    with sessions() as session:
+        secret = load_or_create_secret(session, settings.secret)
+    metrics = Metrics(sessions)
     if executor is None:
         from worker.ray_runner import RayTrialExecutor
 
@@ -41,6 +49,9 @@ def create_app(settings: Settings | None = None, executor=None) -> FastAPI:
         api_url=settings.api_url,
         artifact_dir=settings.artifact_dir,
         wandb_mode=settings.wandb_mode,
+        secret=secret,
+        heartbeat_timeout_s=settings.heartbeat_timeout_s,
+        metrics=metrics,
     )
 
     @asynccontextmanager
@@ -61,12 +72,38 @@ def create_app(settings: Settings | None = None, executor=None) -> FastAPI:
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.scheduler = scheduler
+    app.state.metrics = metrics
     app.include_router(sweeps.router, prefix=API_PREFIX)
     app.include_router(trials.router, prefix=API_PREFIX)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
+        """The process is up."""
         return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready yet."}})
+    def readyz():
+        """Ready to take sweeps: the database answers and Ray is connected."""
+        problems = []
+        try:
+            with sessions() as session:
+                session.execute(text("SELECT 1"))
+        except Exception as exc:
+            problems.append(f"database: {exc}")
+        import ray
+
+        if not ray.is_initialized():
+            problems.append("ray: not connected")
+        if problems:
+            return JSONResponse(
+                status_code=503, content={"status": "not ready", "problems": problems}
+            )
+        return {"status": "ready"}
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    def prometheus_metrics():
+        """Prometheus metrics: trials by state, scheduling latency, reports, Ray resources."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     _install_error_handlers(app)
     _install_openapi(app)
@@ -94,6 +131,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def cursor_error(_request: Request, exc: store.CursorError):
         return JSONResponse(
             status_code=422, content={"detail": [{"path": "cursor", "msg": str(exc)}]}
+        )
+
+    @app.exception_handler(AuthError)
+    async def auth_error(_request: Request, exc: AuthError):
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse(
+            status_code=exc.status_code, content={"detail": str(exc)}, headers=headers
         )
 
     @app.exception_handler(store.NotFoundError)

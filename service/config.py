@@ -18,6 +18,10 @@ class Settings(BaseSettings):
         api_url: The URL workers use to reach this controller; default derived from host/port.
         api_tokens: Comma-separated bearer tokens for the API.
         open_reads: Let reads through without a token.
+        allowed_modules: Comma-separated module prefixes a spec's entry points may name;
+            empty means the bundled examples and the working directory's packages.
+        secret: Secret for per-trial worker tokens; default one kept in the database.
+        heartbeat_timeout_s: A running trial silent for longer is declared lost and retried.
     """
 
     model_config = SettingsConfigDict(env_prefix="KTSWEEP_", extra="ignore")
@@ -28,6 +32,9 @@ class Settings(BaseSettings):
     api_url: str | None = None
     api_tokens: str = ""
     open_reads: bool = False
+    allowed_modules: str = ""
+    secret: str | None = None
+    heartbeat_timeout_s: float = 600.0
 
     @property
     def wandb_mode(self) -> str:

@@ -6,7 +6,17 @@ import enum
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base
@@ -55,12 +65,16 @@ class Sweep(Base):
 
 class Trial(Base):
     __tablename__ = "trials"
-    __table_args__ = (UniqueConstraint("sweep_id", "number"),)
+    __table_args__ = (
+        UniqueConstraint("sweep_id", "number"),
+        Index("ix_trials_sweep_state", "sweep_id", "state"),
+        Index("ix_trials_sweep_objective", "sweep_id", "objective"),
+    )
 
     id: Mapped[str] = mapped_column(String(48), primary_key=True)
-    sweep_id: Mapped[str] = mapped_column(ForeignKey("sweeps.id"), index=True)
+    sweep_id: Mapped[str] = mapped_column(ForeignKey("sweeps.id"))
     number: Mapped[int] = mapped_column(Integer)
-    state: Mapped[str] = mapped_column(String(16), index=True, default=TrialState.PENDING.value)
+    state: Mapped[str] = mapped_column(String(16), default=TrialState.PENDING.value)
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     objective: Mapped[float | None] = mapped_column(Float)
@@ -72,6 +86,8 @@ class Trial(Base):
     # Set by methods that continue a trial (Hyperband): the fit overrides and the parent trial.
     fit: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     parent_id: Mapped[str | None] = mapped_column(String(48))
+    # Last sign of life from the trial's worker (a report or a heartbeat).
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -87,9 +103,18 @@ class TrialReport(Base):
     __table_args__ = (UniqueConstraint("trial_id", "step"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    trial_id: Mapped[str] = mapped_column(ForeignKey("trials.id"), index=True)
+    trial_id: Mapped[str] = mapped_column(ForeignKey("trials.id"))
     step: Mapped[int] = mapped_column(Integer)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     trial: Mapped[Trial] = relationship(back_populates="reports")
+
+
+class ControllerSetting(Base):
+    """Controller-wide values that must survive restarts (e.g. the trial-token secret)."""
+
+    __tablename__ = "controller_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

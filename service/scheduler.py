@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -12,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import sweeps as store
+from service.auth import trial_token
 from service.models import (
     ACTIVE_TRIAL_STATES,
     Sweep,
@@ -21,6 +24,7 @@ from service.models import (
     TrialState,
     utcnow,
 )
+from service.observability import Metrics
 from service.search import SearchMethod, Suggestion, TrialRecord, make_search_method
 from service.spec import SweepSpec
 from worker.trial_spec import TrialResult, TrialSpec
@@ -50,6 +54,9 @@ class Scheduler:
         api_url: The controller's URL that workers report to.
         artifact_dir: Folder for W&B runs and checkpoints.
         wandb_mode: W&B mode when a spec does not set one.
+        secret: Secret that signs each trial's report token.
+        heartbeat_timeout_s: A running trial silent for longer is declared lost. Default 600.
+        metrics: Prometheus metrics to update, or None.
     """
 
     def __init__(
@@ -59,12 +66,19 @@ class Scheduler:
         api_url: str | None,
         artifact_dir: Path,
         wandb_mode: str = "offline",
+        secret: str = "",
+        heartbeat_timeout_s: float = 600.0,
+        metrics: Metrics | None = None,
     ):
         self.sessions = sessions
         self.executor = executor
         self.api_url = api_url
         self.artifact_dir = Path(artifact_dir).resolve()
         self.wandb_mode = wandb_mode
+        self.secret = secret
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.metrics = metrics
+        self._slot_freed_at: dict[str, float] = {}
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -73,6 +87,7 @@ class Scheduler:
 
     def start(self) -> None:
         self.executor.start()
+        self.recover_running_trials()
         self._thread = threading.Thread(target=self._loop, name="ktsweep-scheduler", daemon=True)
         self._thread.start()
         self.notify()
@@ -83,21 +98,73 @@ class Scheduler:
         if self._thread is not None:
             self._thread.join(timeout=10)
 
+    def sweep_submitted(self, sweep_id: str) -> None:
+        self._slot_freed_at[sweep_id] = time.monotonic()
+        self.notify()
+
     def notify(self) -> None:
         """Wake the scheduler: something changed (a new sweep, a finished trial)."""
         self._wake.set()
 
     def _loop(self) -> None:
+        # Every change calls `notify`; the timeout only paces the heartbeat check.
+        check_every = max(0.5, min(30.0, self.heartbeat_timeout_s / 4))
         while not self._stopping.is_set():
-            # The timeout is only a safety net; every change calls `notify`.
-            self._wake.wait(timeout=30)
+            self._wake.wait(timeout=check_every)
             self._wake.clear()
             if self._stopping.is_set():
                 break
             try:
+                self.declare_silent_trials_lost()
                 self.schedule_pending_trials()
             except Exception:
                 log.exception("scheduling pass failed")
+
+    def recover_running_trials(self) -> None:
+        """After a controller restart: relaunch the trials that were running, from their last
+        checkpoint. Their workers died with the old controller's Ray driver; this does not count
+        against their `max_retries`."""
+        with self.sessions() as session:
+            orphans = session.scalars(
+                select(Trial)
+                .join(Sweep)
+                .where(
+                    Trial.state.in_(ACTIVE_TRIAL_STATES),
+                    Sweep.state.in_([SweepState.RUNNING.value, SweepState.PAUSED.value]),
+                )
+                .order_by(Trial.sweep_id, Trial.number)
+            ).all()
+            for trial in orphans:
+                log.warning(
+                    "resuming trial %s after a controller restart",
+                    trial.id,
+                    extra={"sweep_id": trial.sweep_id, "trial_id": trial.id},
+                )
+                trial.attempts -= 1  # the relaunch below counts it again
+                self._launch(
+                    session, trial.sweep, store.sweep_spec(trial.sweep), trial, resume=True
+                )
+
+    def declare_silent_trials_lost(self) -> None:
+        """A running trial whose worker has not reported for `heartbeat_timeout_s` is lost:
+        its task is cancelled and it is retried (or failed, with no retries left)."""
+        deadline = utcnow() - timedelta(seconds=self.heartbeat_timeout_s)
+        with self.sessions() as session:
+            silent = session.scalars(
+                select(Trial).where(Trial.state == TrialState.RUNNING.value)
+            ).all()
+            for trial in silent:
+                last_seen = trial.heartbeat_at or trial.started_at
+                if last_seen is None or _aware(last_seen) > deadline:
+                    continue
+                error = (
+                    f"no report or heartbeat from the worker for {self.heartbeat_timeout_s:g} s; "
+                    "the trial was declared lost."
+                )
+                log.warning(error, extra={"sweep_id": trial.sweep_id, "trial_id": trial.id})
+                self.executor.cancel(trial.id)
+                result = TrialResult(trial_id=trial.id, state=LOST, error=error)
+                self._finish_trial(session, trial, result)
 
     def method_for(self, sweep: Sweep, spec: SweepSpec | None = None) -> SearchMethod:
         """The sweep's search method (one instance per sweep, kept while it runs)."""
@@ -139,6 +206,9 @@ class Scheduler:
             trials.append(trial)
             active += 1
             self._launch(session, sweep, spec, trial)
+            freed_at = self._slot_freed_at.pop(sweep.id, None)
+            if freed_at is not None and self.metrics is not None:
+                self.metrics.scheduling_latency.observe(time.monotonic() - freed_at)
         if active == 0 and (out_of_trials or len(trials) >= run_cap):
             self._finish_sweep(session, sweep, trials)
 
@@ -172,8 +242,10 @@ class Scheduler:
         session.commit()
         return trial
 
-    def trial_spec(self, sweep: Sweep, spec: SweepSpec, trial: Trial) -> TrialSpec:
-        """What the worker is told about `trial`."""
+    def trial_spec(
+        self, sweep: Sweep, spec: SweepSpec, trial: Trial, resume: bool = False
+    ) -> TrialSpec:
+        """What the worker is told about `trial` (`resume`: continue from its checkpoint)."""
         assert spec.trial is not None
         wandb = spec.wandb
         fit = spec.trial.fit.model_dump(exclude_none=True)
@@ -181,9 +253,11 @@ class Scheduler:
         initial_epoch = overrides.pop("initial_epoch", 0)
         fit.update(overrides)
         resume_from = None
-        if trial.checkpoint and (trial.attempts > 1 or trial.parent_id):
+        if trial.checkpoint and resume:
             resume_from = trial.checkpoint
             initial_epoch = max(initial_epoch, trial.epochs)
+        elif trial.checkpoint and trial.parent_id:
+            resume_from = trial.checkpoint
         return TrialSpec(
             trial_id=trial.id,
             hyperparameters=trial.hyperparameters,
@@ -203,18 +277,38 @@ class Scheduler:
             callbacks=spec.callbacks.model_dump(),
             checkpoint_dir=str(self.artifact_dir / "checkpoints" / sweep.id / trial.id),
             report_url=self.api_url,
+            report_token=trial_token(self.secret, trial.id),
             resources=spec.trial.resources.model_dump(exclude_none=True),
             resume_from=resume_from,
             initial_epoch=initial_epoch,
         )
 
-    def _launch(self, session: Session, sweep: Sweep, spec: SweepSpec, trial: Trial) -> None:
+    def _launch(
+        self, session: Session, sweep: Sweep, spec: SweepSpec, trial: Trial, resume: bool = False
+    ) -> None:
+        trial_spec = self.trial_spec(sweep, spec, trial, resume=resume)
+        if resume:
+            # Steps after the resume point will be reported again.
+            trial.epochs = trial_spec.initial_epoch
+            session.execute(
+                TrialReport.__table__.delete().where(
+                    TrialReport.trial_id == trial.id, TrialReport.step > trial.epochs
+                )
+            )
         trial.state = TrialState.RUNNING.value
         trial.started_at = trial.started_at or utcnow()
+        trial.heartbeat_at = utcnow()
         trial.attempts += 1
+        attempt = trial.attempts
         session.commit()
+        if self.metrics is not None:
+            self.metrics.trials_launched.inc()
+
+        def on_done(trial_id: str, result: TrialResult) -> None:
+            self._on_trial_done(trial_id, result, attempt)
+
         try:
-            self.executor.launch(self.trial_spec(sweep, spec, trial), self._on_trial_done)
+            self.executor.launch(trial_spec, on_done)
         except Exception as exc:
             log.exception("could not launch trial %s", trial.id)
             trial.state = TrialState.FAILED.value
@@ -232,6 +326,8 @@ class Scheduler:
     ) -> str:
         """Store a worker's report and answer "continue" or "stop" (early termination)."""
         action = store.record_report(session, trial_id, step, metrics, checkpoint)
+        if self.metrics is not None:
+            self.metrics.reports.inc()
         if action != "continue":
             return action
         trial = store.get_trial(session, trial_id)
@@ -242,31 +338,68 @@ class Scheduler:
         current = next(record for record in records if record.number == trial.number)
         return "stop" if method.should_stop(current, records) else "continue"
 
-    def _on_trial_done(self, trial_id: str, result: TrialResult) -> None:
+    def pause_sweep(self, session: Session, sweep_id: str) -> Sweep:
+        """Start no new trials for the sweep; running ones finish."""
+        return store.change_sweep_state(session, sweep_id, "pause")
+
+    def resume_sweep(self, session: Session, sweep_id: str) -> Sweep:
+        sweep = store.change_sweep_state(session, sweep_id, "resume")
+        self.notify()
+        return sweep
+
+    def cancel_sweep(self, session: Session, sweep_id: str) -> Sweep:
+        """End the sweep and stop its running trials' workers now."""
+        running = session.scalars(
+            select(Trial.id).where(Trial.sweep_id == sweep_id, Trial.state.in_(ACTIVE_TRIAL_STATES))
+        ).all()
+        sweep = store.change_sweep_state(session, sweep_id, "cancel")
+        for trial_id in running:
+            self.executor.cancel(trial_id)
+        with self._methods_lock:
+            self._methods.pop(sweep_id, None)
+        return sweep
+
+    def _on_trial_done(self, trial_id: str, result: TrialResult, attempt: int) -> None:
         with self.sessions() as session:
             trial = store.get_trial(session, trial_id)
-            if result.state == LOST and self._retry(session, trial, result):
-                return
-            if result.state == LOST:
-                result.state = TrialState.FAILED.value
-            trial = store.record_trial_result(session, trial_id, result.to_dict())
-            history = store.trial_history(session, trial)
+            if trial.attempts != attempt or trial.state not in ACTIVE_TRIAL_STATES + (
+                TrialState.CANCELLED.value,
+            ):
+                return  # the end of an attempt already given up on (lost, then retried)
+            self._finish_trial(session, trial, result)
+
+    def _finish_trial(self, session: Session, trial: Trial, result: TrialResult) -> None:
+        ids = {"sweep_id": trial.sweep_id, "trial_id": trial.id}
+        if result.state == LOST and self._retry(session, trial, result):
+            return
+        if result.state == LOST:
+            result.state = TrialState.FAILED.value
+        trial = store.record_trial_result(session, trial.id, result.to_dict())
+        history = store.trial_history(session, trial)
+        if trial.sweep.state == SweepState.RUNNING.value:
             self.method_for(trial.sweep).observe(trial_record(trial, history))
-        log.info("trial %s ended: %s", trial_id, result.state)
+        log.info("trial %s ended: %s", trial.id, trial.state, extra=ids)
+        self._slot_freed_at.setdefault(trial.sweep_id, time.monotonic())
         self.notify()
 
     def _retry(self, session: Session, trial: Trial, result: TrialResult) -> bool:
-        """Put a trial lost with its worker back to run again, while it has retries left."""
+        """Run a trial lost with its worker again, from its last checkpoint, while it has
+        retries left."""
         spec = store.sweep_spec(trial.sweep)
         max_retries = spec.trial.max_retries if spec.trial else 0
-        if trial.attempts > max_retries or trial.sweep.state != SweepState.RUNNING.value:
+        if trial.attempts > max_retries or trial.sweep.state == SweepState.CANCELLED.value:
             return False
-        log.warning("trial %s lost its worker (%s); retrying", trial.id, result.error)
+        log.warning(
+            "trial %s lost its worker (%s); retrying",
+            trial.id,
+            result.error,
+            extra={"sweep_id": trial.sweep_id, "trial_id": trial.id},
+        )
         if result.checkpoint:
             trial.checkpoint = result.checkpoint
         trial.error = result.error
         session.commit()
-        self._launch(session, trial.sweep, spec, trial)
+        self._launch(session, trial.sweep, spec, trial, resume=True)
         return True
 
     def _finish_sweep(self, session: Session, sweep: Sweep, trials: list[Trial]) -> None:
@@ -279,7 +412,13 @@ class Scheduler:
         session.commit()
         with self._methods_lock:
             self._methods.pop(sweep.id, None)
-        log.info("sweep %s %s after %d trials", sweep.id, sweep.state, len(trials))
+        log.info(
+            "sweep %s %s after %d trials",
+            sweep.id,
+            sweep.state,
+            len(trials),
+            extra={"sweep_id": sweep.id},
+        )
 
 
 def target_reached(spec: SweepSpec, trials: list[Trial]) -> bool:
@@ -295,6 +434,11 @@ def target_reached(spec: SweepSpec, trials: list[Trial]) -> bool:
         if spec.metric.goal == "minimize" and trial.objective <= target:
             return True
     return False
+
+
+def _aware(moment):
+    """SQLite hands back naive datetimes; they are stored in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def trial_record(trial: Trial, history: list[dict[str, Any]] | None = None) -> TrialRecord:

@@ -15,7 +15,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 METHODS = ("grid", "random", "bayes", "hyperband", "tpe")
-SUPPORTED_METHODS = ("grid", "random")
 
 DISTRIBUTIONS = (
     "constant",
@@ -37,6 +36,36 @@ DISTRIBUTIONS = (
     "beta",
     "q_beta",
 )
+
+# The fields each distribution takes (besides `distribution`), as in W&B's sweep schema; a
+# parameter with any other field matches no distribution and W&B rejects it.
+DISTRIBUTION_FIELDS: dict[str, tuple[str, ...]] = {
+    "constant": ("value",),
+    "categorical": ("values",),
+    "categorical_w_probabilities": ("values", "probabilities"),
+    "int_uniform": ("min", "max"),
+    "uniform": ("min", "max"),
+    "log_uniform": ("min", "max"),
+    "log_uniform_values": ("min", "max"),
+    "inv_log_uniform": ("min", "max"),
+    "inv_log_uniform_values": ("min", "max"),
+    "q_uniform": ("min", "max", "q"),
+    "q_log_uniform": ("min", "max", "q"),
+    "q_log_uniform_values": ("min", "max", "q"),
+    "normal": ("mu", "sigma"),
+    "q_normal": ("mu", "sigma", "q"),
+    "log_normal": ("mu", "sigma"),
+    "q_log_normal": ("mu", "sigma", "q"),
+    "beta": ("a", "b"),
+    "q_beta": ("a", "b", "q"),
+}
+_REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "constant": ("value",),
+    "categorical": ("values",),
+    "categorical_w_probabilities": ("values", "probabilities"),
+    **{name: ("min", "max") for name, fields in DISTRIBUTION_FIELDS.items() if "min" in fields},
+}
+_PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 _ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 

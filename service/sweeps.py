@@ -115,8 +115,10 @@ def list_sweeps(
     if state:
         query = query.where(Sweep.state == state)
     if cursor:
-        created_at, sweep_id = _decode_cursor(cursor)
-        anchor = session.get(Sweep, sweep_id)
+        parts = _decode_cursor(cursor)
+        if len(parts) != 2 or not all(isinstance(part, str) for part in parts):
+            raise CursorError("this cursor belongs to another listing; leave it out.")
+        anchor = session.get(Sweep, parts[1])
         if anchor is not None:
             query = query.where(
                 (Sweep.created_at < anchor.created_at)
@@ -134,22 +136,48 @@ def list_trials(
     session: Session,
     sweep: Sweep,
     state: str | None = None,
+    order: str = "number",
     cursor: str | None = None,
     limit: int = 50,
 ) -> tuple[list[Trial], str | None]:
-    """A sweep's trials by number, `limit` at a time; the cursor is the last number seen."""
-    query = select(Trial).where(Trial.sweep_id == sweep.id).order_by(Trial.number)
+    """A sweep's trials, `limit` at a time.
+
+    `order="number"` lists them in submission order; `order="metric"` best first by the sweep's
+    goal, trials without a metric last. The cursor holds the position after the last one seen.
+    """
+    query = select(Trial).where(Trial.sweep_id == sweep.id)
     if state:
         query = query.where(Trial.state == state)
+    if order == "metric":
+        _, goal = metric_goal(sweep)
+        missing_last = Trial.objective.is_(None).asc()
+        by_metric = Trial.objective.desc() if goal == "maximize" else Trial.objective.asc()
+        query = query.order_by(missing_last, by_metric, Trial.number)
+        offset = _cursor_int(cursor, "metric")
+        trials = list(session.scalars(query.offset(offset).limit(limit + 1)))
+        next_cursor = _encode_cursor(["metric", offset + limit]) if len(trials) > limit else None
+        return trials[:limit], next_cursor
+    query = query.order_by(Trial.number)
     if cursor:
-        (after,) = _decode_cursor(cursor)
-        query = query.where(Trial.number > int(after))
+        query = query.where(Trial.number > _cursor_int(cursor, "number"))
     trials = list(session.scalars(query.limit(limit + 1)))
     next_cursor = None
     if len(trials) > limit:
         trials = trials[:limit]
-        next_cursor = _encode_cursor([trials[-1].number])
+        next_cursor = _encode_cursor(["number", trials[-1].number])
     return trials, next_cursor
+
+
+def _cursor_int(cursor: str | None, kind: str) -> int:
+    if not cursor:
+        return 0
+    parts = _decode_cursor(cursor)
+    if len(parts) != 2 or parts[0] != kind or not isinstance(parts[1], int):
+        raise CursorError(
+            f"this cursor belongs to another listing; pass the `next_cursor` of a page listed "
+            f"with order={kind}, or leave it out for the first page."
+        )
+    return parts[1]
 
 
 class CursorError(ValueError):
@@ -163,7 +191,7 @@ def _encode_cursor(parts: list[Any]) -> str:
 def _decode_cursor(cursor: str) -> list[Any]:
     try:
         parts = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except ValueError:
+    except (ValueError, UnicodeError):
         raise CursorError(
             "the cursor is not one this service handed out; pass `next_cursor` from the "
             "previous page as it is, or leave it out for the first page."
@@ -188,7 +216,7 @@ def record_report(
     checkpoint: str | None = None,
 ) -> str:
     """Store one step's metrics for a running trial; returns "continue" or "stop"."""
-    trial = get_trial(session, trial_id)
+    trial = _locked_trial(session, trial_id)
     if trial.state in (TrialState.CANCELLED.value, TrialState.STOPPED.value):
         return "stop"
     if trial.state not in ACTIVE_TRIAL_STATES:
@@ -209,14 +237,71 @@ def record_report(
     if trial.state == TrialState.PENDING.value:
         trial.state = TrialState.RUNNING.value
         trial.started_at = trial.started_at or utcnow()
+    trial.heartbeat_at = utcnow()
     sweep_state = trial.sweep.state
     session.commit()
     return "stop" if sweep_state == SweepState.CANCELLED.value else "continue"
 
 
+def record_heartbeat(session: Session, trial_id: str) -> str:
+    """Note that a trial's worker is alive; returns "continue" or "stop" as for reports."""
+    trial = _locked_trial(session, trial_id)
+    if trial.state in (TrialState.CANCELLED.value, TrialState.STOPPED.value):
+        return "stop"
+    if trial.state not in ACTIVE_TRIAL_STATES:
+        raise ConflictError(f"trial '{trial_id}' is {trial.state}; it takes no more heartbeats.")
+    trial.heartbeat_at = utcnow()
+    session.commit()
+    return "continue"
+
+
+def _locked_trial(session: Session, trial_id: str) -> Trial:
+    """The trial row, locked until commit where the database supports row locks."""
+    trial = session.scalars(select(Trial).where(Trial.id == trial_id).with_for_update()).first()
+    if trial is None:
+        return get_trial(session, trial_id)  # raises NotFoundError with its hint
+    return trial
+
+
+_TRANSITIONS = {
+    "pause": ({SweepState.RUNNING.value}, SweepState.PAUSED.value),
+    "resume": ({SweepState.PAUSED.value}, SweepState.RUNNING.value),
+    "cancel": ({SweepState.RUNNING.value, SweepState.PAUSED.value}, SweepState.CANCELLED.value),
+}
+
+
+def change_sweep_state(session: Session, sweep_id: str, action: str) -> Sweep:
+    """Pause, resume or cancel a sweep; a transition its state does not allow is a conflict.
+
+    Cancelling also marks the sweep's pending and running trials `cancelled` (the caller stops
+    their workers).
+    """
+    sweep = session.scalars(select(Sweep).where(Sweep.id == sweep_id).with_for_update()).first()
+    if sweep is None:
+        sweep = get_sweep(session, sweep_id)
+    allowed_from, new_state = _TRANSITIONS[action]
+    if sweep.state == new_state and action != "cancel":
+        return sweep  # pausing a paused sweep (or resuming a running one) changes nothing
+    if sweep.state not in allowed_from:
+        raise ConflictError(
+            f"sweep '{sweep_id}' is {sweep.state}; it cannot be {action}d "
+            f"(only a {' or '.join(sorted(allowed_from))} sweep can)."
+        )
+    sweep.state = new_state
+    if action == "cancel":
+        sweep.finished_at = utcnow()
+        for trial in session.scalars(
+            select(Trial).where(Trial.sweep_id == sweep_id, Trial.state.in_(ACTIVE_TRIAL_STATES))
+        ):
+            trial.state = TrialState.CANCELLED.value
+            trial.finished_at = utcnow()
+    session.commit()
+    return sweep
+
+
 def record_trial_result(session: Session, trial_id: str, result: dict[str, Any]) -> Trial:
     """Store how a trial ended, filling in any per-step report that never arrived."""
-    trial = get_trial(session, trial_id)
+    trial = _locked_trial(session, trial_id)
     known_steps = {
         step
         for (step,) in session.execute(

@@ -1,14 +1,16 @@
-"""Routes for sweeps: submit, list, read, best trial, trials."""
+"""Routes for sweeps: submit, list, read, lifecycle (pause, resume, cancel), best, trials."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 
 from service import sweeps as store
-from service.api.deps import SchedulerDep, SessionDep
+from service.api.deps import ReadAccess, SchedulerDep, SessionDep, WriteAccess
 from service.api.presenters import sweep_out, trial_out
+from service.entry_policy import check_entry_points
+from service.models import SweepState, TrialState
 from service.schemas import ErrorOut, ProblemList, SweepList, SweepOut, TrialList, TrialOut
 from service.spec import SweepSpec, load_spec_text, parse_spec
 
@@ -25,55 +27,114 @@ _SPEC_BODY = {
     }
 }
 
-Limit = Annotated[int, Query(ge=1, le=500)]
+Limit = Annotated[int, Query(ge=1, le=500, description="Items per page (max 500).")]
+Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
+SweepStateFilter = Annotated[SweepState | None, Query(description="Only sweeps in this state.")]
+TrialStateFilter = Annotated[TrialState | None, Query(description="Only trials in this state.")]
+TrialOrder = Annotated[
+    Literal["number", "metric"],
+    Query(description="`number` (submission order) or `metric` (best first, by the goal)."),
+]
+
+_AUTH = {401: {"model": ErrorOut}}
+_FOUND = {**_AUTH, 404: {"model": ErrorOut}}
+_LIFECYCLE = {**_FOUND, 409: {"model": ErrorOut}}
 
 
 @router.post(
     "",
     status_code=201,
     response_model=SweepOut,
-    responses={422: {"model": ProblemList}},
+    responses={**_AUTH, 422: {"model": ProblemList}},
     openapi_extra=_SPEC_BODY,
+    dependencies=[WriteAccess],
 )
 async def submit_sweep(request: Request, session: SessionDep, scheduler: SchedulerDep):
     """Submit a sweep spec (JSON, or YAML with `Content-Type: application/yaml`)."""
     raw = load_spec_text(await request.body())
     spec = parse_spec(raw)
+    check_entry_points(spec, request.app.state.settings)
     sweep = store.create_sweep(session, spec, raw)
-    scheduler.notify()
+    scheduler.sweep_submitted(sweep.id)
     return sweep_out(session, sweep)
 
 
-@router.get("", response_model=SweepList, responses={422: {"model": ProblemList}})
+@router.get(
+    "",
+    response_model=SweepList,
+    responses={**_AUTH, 422: {"model": ProblemList}},
+    dependencies=[ReadAccess],
+)
 def list_sweeps(
-    session: SessionDep, state: str | None = None, cursor: str | None = None, limit: Limit = 50
+    session: SessionDep, state: SweepStateFilter = None, cursor: Cursor = None, limit: Limit = 50
 ):
     """Sweeps, newest first."""
-    sweeps, next_cursor = store.list_sweeps(session, state=state, cursor=cursor, limit=limit)
+    sweeps, next_cursor = store.list_sweeps(
+        session, state=state.value if state else None, cursor=cursor, limit=limit
+    )
     return SweepList(items=[sweep_out(session, s) for s in sweeps], next_cursor=next_cursor)
 
 
-@router.get("/{sweep_id}", response_model=SweepOut, responses={404: {"model": ErrorOut}})
+@router.get("/{sweep_id}", response_model=SweepOut, responses=_FOUND, dependencies=[ReadAccess])
 def get_sweep(sweep_id: str, session: SessionDep):
     """A sweep: spec, state, trial counts by state, best trial so far."""
     return sweep_out(session, store.get_sweep(session, sweep_id))
 
 
-@router.get("/{sweep_id}/trials", response_model=TrialList, responses={404: {"model": ErrorOut}})
+@router.post(
+    "/{sweep_id}/pause", response_model=SweepOut, responses=_LIFECYCLE, dependencies=[WriteAccess]
+)
+def pause_sweep(sweep_id: str, session: SessionDep, scheduler: SchedulerDep):
+    """Start no new trials; running trials finish."""
+    return sweep_out(session, scheduler.pause_sweep(session, sweep_id))
+
+
+@router.post(
+    "/{sweep_id}/resume", response_model=SweepOut, responses=_LIFECYCLE, dependencies=[WriteAccess]
+)
+def resume_sweep(sweep_id: str, session: SessionDep, scheduler: SchedulerDep):
+    """Start trials again after a pause."""
+    return sweep_out(session, scheduler.resume_sweep(session, sweep_id))
+
+
+@router.post(
+    "/{sweep_id}/cancel", response_model=SweepOut, responses=_LIFECYCLE, dependencies=[WriteAccess]
+)
+def cancel_sweep(sweep_id: str, session: SessionDep, scheduler: SchedulerDep):
+    """End the sweep: running trials are stopped and marked `cancelled`."""
+    return sweep_out(session, scheduler.cancel_sweep(session, sweep_id))
+
+
+@router.get(
+    "/{sweep_id}/trials",
+    response_model=TrialList,
+    responses={**_FOUND, 422: {"model": ProblemList}},
+    dependencies=[ReadAccess],
+)
 def list_trials(
     sweep_id: str,
     session: SessionDep,
-    state: str | None = None,
-    cursor: str | None = None,
+    state: TrialStateFilter = None,
+    order: TrialOrder = "number",
+    cursor: Cursor = None,
     limit: Limit = 50,
 ):
-    """A sweep's trials, by trial number."""
+    """A sweep's trials, by number or best metric first."""
     sweep = store.get_sweep(session, sweep_id)
-    trials, next_cursor = store.list_trials(session, sweep, state=state, cursor=cursor, limit=limit)
+    trials, next_cursor = store.list_trials(
+        session,
+        sweep,
+        state=state.value if state else None,
+        order=order,
+        cursor=cursor,
+        limit=limit,
+    )
     return TrialList(items=[trial_out(t) for t in trials], next_cursor=next_cursor)
 
 
-@router.get("/{sweep_id}/best", response_model=TrialOut, responses={404: {"model": ErrorOut}})
+@router.get(
+    "/{sweep_id}/best", response_model=TrialOut, responses=_FOUND, dependencies=[ReadAccess]
+)
 def get_best_trial(sweep_id: str, session: SessionDep):
     """The best finished trial: hyperparameters, metric, W&B run link, checkpoint."""
     sweep = store.get_sweep(session, sweep_id)
