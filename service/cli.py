@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.console import Console, Group
 from rich.live import Live
@@ -55,9 +56,9 @@ def run(
         raise typer.Exit(2) from None
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    server, url = _start_embedded_server(database_url, artifact_dir)
+    server, url, settings = _start_embedded_server(database_url, artifact_dir)
     try:
-        with Client(url) as client:
+        with Client(url, token=settings.tokens[0] if settings.tokens else None) as client:
             sweep = client.submit(spec)
             console.print(f"Sweep [bold]{sweep['name']}[/] ({sweep['id']}) submitted.")
             sweep = _follow(client, sweep["id"])
@@ -77,12 +78,211 @@ def serve(
 
     from service.app import create_app
     from service.config import Settings
+    from service.observability import configure_logging
 
     settings = Settings()
+    if not settings.tokens and not _is_loopback(host):
+        console.print(
+            f"[red]Refusing to listen on {host} without API tokens.[/] Anyone who can reach it "
+            "could submit code to run. Set KTSWEEP_API_TOKENS (comma-separated) first, or bind "
+            "127.0.0.1."
+        )
+        raise typer.Exit(2)
+    configure_logging()
     if settings.api_url is None:
         reachable = socket.gethostname() if host in ("0.0.0.0", "::") else host
         settings.api_url = f"http://{reachable}:{port}"
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+UrlOption = Annotated[
+    str | None, typer.Option("--url", help="Controller URL (default KTSWEEP_URL or :8000).")
+]
+TokenOption = Annotated[
+    str | None, typer.Option("--token", help="API token (default KTSWEEP_TOKEN).")
+]
+
+
+def _client(url: str | None, token: str | None) -> Client:
+    return Client(url, token)
+
+
+def _api_call(call):
+    try:
+        return call()
+    except ApiError as exc:
+        console.print(f"[red]{exc}[/]", soft_wrap=True)
+        raise typer.Exit(1) from None
+    except httpx.TransportError as exc:
+        console.print(
+            f"[red]Cannot reach the controller ({exc}).[/] Start it with `ktsweep serve`, or "
+            "pass --url / set KTSWEEP_URL."
+        )
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def submit(
+    spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML or JSON).", exists=True)],
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the sweep until it ends.")] = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Submit a sweep to a running controller."""
+    with _client(url, token) as client:
+        sweep = _api_call(lambda: client.submit(spec))
+        console.print(f"Sweep [bold]{sweep['name']}[/] submitted: {sweep['id']}")
+        if wait:
+            sweep = _api_call(lambda: _follow(client, sweep["id"]))
+            _print_best(client, sweep)
+            raise typer.Exit(0 if sweep["state"] == "finished" else 1)
+
+
+@app.command()
+def status(
+    sweep_id: Annotated[
+        str | None, typer.Argument(help="A sweep id; all sweeps if left out.")
+    ] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """A sweep's state and trial counts, or a list of sweeps."""
+    with _client(url, token) as client:
+        sweeps = (
+            [_api_call(lambda: client.sweep(sweep_id))] if sweep_id else _api_call(client.sweeps)
+        )
+    table = Table("sweep", "name", "state", "trials", "best")
+    for sweep in sweeps:
+        counts = sweep["trial_counts"]
+        run_cap = sweep["spec"].get("run_cap") or "?"
+        state_counts = ", ".join(
+            f"{count} {state}" for state, count in counts.items() if count and state != "total"
+        )
+        best = sweep.get("best_trial")
+        best_text = f"{best['objective']:.4f} ({best['id']})" if best else ""
+        table.add_row(
+            sweep["id"],
+            sweep["name"],
+            sweep["state"],
+            f"{counts['total']}/{run_cap}: {state_counts}",
+            best_text,
+        )
+    console.print(table)
+
+
+@app.command()
+def trials(
+    sweep_id: Annotated[str, typer.Argument(help="The sweep.")],
+    state: Annotated[str | None, typer.Option(help="Only trials in this state.")] = None,
+    by_metric: Annotated[bool, typer.Option("--by-metric", help="Best first.")] = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """A sweep's trials."""
+    with _client(url, token) as client:
+        sweep = _api_call(lambda: client.sweep(sweep_id))
+        order = "metric" if by_metric else "number"
+        items = _api_call(lambda: client.trials(sweep_id, state=state, order=order))
+    console.print(_progress_view(sweep, items))
+
+
+@app.command()
+def best(
+    sweep_id: Annotated[str, typer.Argument(help="The sweep.")],
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """The best trial: hyperparameters, metric, W&B run link, checkpoint."""
+    with _client(url, token) as client:
+        sweep = _api_call(lambda: client.sweep(sweep_id))
+        _print_best(client, sweep)
+
+
+def _lifecycle(action: str, sweep_id: str, url: str | None, token: str | None) -> None:
+    with _client(url, token) as client:
+        sweep = _api_call(lambda: getattr(client, action)(sweep_id))
+    console.print(f"Sweep {sweep['id']} is now {sweep['state']}.")
+
+
+@app.command()
+def cancel(
+    sweep_id: Annotated[str, typer.Argument(help="The sweep.")],
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Cancel a sweep: its running trials are stopped."""
+    _lifecycle("cancel", sweep_id, url, token)
+
+
+@app.command()
+def pause(
+    sweep_id: Annotated[str, typer.Argument(help="The sweep.")],
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Pause a sweep: no new trials start; running ones finish."""
+    _lifecycle("pause", sweep_id, url, token)
+
+
+@app.command()
+def resume(
+    sweep_id: Annotated[str, typer.Argument(help="The sweep.")],
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Resume a paused sweep."""
+    _lifecycle("resume", sweep_id, url, token)
+
+
+@app.command()
+def sync(
+    sweep_id: Annotated[str, typer.Argument(help="The sweep.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the commands without running them.")
+    ] = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Upload a sweep's offline W&B runs with `wandb sync` (needs the network and a W&B login)."""
+    import shlex
+    import subprocess
+
+    with _client(url, token) as client:
+        items = _api_call(lambda: client.trials(sweep_id))
+    offline = [t for t in items if t.get("wandb") and t["wandb"].get("sync_command")]
+    if not offline:
+        console.print("No offline W&B runs in this sweep; nothing to upload.")
+        return
+    failures = 0
+    for trial in offline:
+        command = trial["wandb"]["sync_command"]
+        if dry_run:
+            console.print(command, soft_wrap=True, markup=False)
+            continue
+        if not Path(trial["wandb"]["run_dir"]).is_dir():
+            console.print(f"[yellow]{trial['id']}: run folder not on this machine; skipped.[/]")
+            failures += 1
+            continue
+        done = subprocess.run(shlex.split(command), capture_output=True, text=True)
+        if done.returncode == 0:
+            console.print(f"{trial['id']}: uploaded")
+        else:
+            failures += 1
+            message = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["failed"]
+            console.print(f"[red]{trial['id']}: wandb sync failed:[/] {message[0]}", soft_wrap=True)
+    if failures:
+        raise typer.Exit(1)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _start_embedded_server(database_url: str | None, artifact_dir: Path | None):
@@ -113,7 +313,7 @@ def _start_embedded_server(database_url: str | None, artifact_dir: Path | None):
             console.print("[red]The controller did not start; see the messages above.[/]")
             raise typer.Exit(1)
         time.sleep(0.05)
-    return server, url
+    return server, url, settings
 
 
 def _free_port() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,8 @@ class Client:
     """Talks to a ktsweep controller.
 
     Args:
-        url: The controller's base URL. Default "http://127.0.0.1:8000".
-        token: Bearer token, or None.
+        url: The controller's base URL. Default `KTSWEEP_URL`, else "http://127.0.0.1:8000".
+        token: Bearer token. Default `KTSWEEP_TOKEN`, else none.
         timeout: Seconds per request. Default 30.
 
     Example:
@@ -40,7 +41,14 @@ class Client:
         'finished'
     """
 
-    def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None, timeout=30.0):
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        timeout: float = 30.0,
+    ):
+        url = url or os.environ.get("KTSWEEP_URL", "http://127.0.0.1:8000")
+        token = token or os.environ.get("KTSWEEP_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
 
@@ -78,12 +86,14 @@ class Client:
         params = {"limit": limit, **({"state": state} if state else {})}
         return self._request("GET", "/sweeps", params=params)["items"]
 
-    def trials(self, sweep_id: str, state: str | None = None) -> list[dict[str, Any]]:
-        """All of a sweep's trials (every page)."""
+    def trials(
+        self, sweep_id: str, state: str | None = None, order: str = "number"
+    ) -> list[dict[str, Any]]:
+        """All of a sweep's trials (every page), by number or best metric first."""
         items: list[dict[str, Any]] = []
         cursor = None
         while True:
-            params: dict[str, Any] = {"limit": 500}
+            params: dict[str, Any] = {"limit": 500, "order": order}
             if state:
                 params["state"] = state
             if cursor:
@@ -99,6 +109,15 @@ class Client:
 
     def best(self, sweep_id: str) -> dict[str, Any]:
         return self._request("GET", f"/sweeps/{sweep_id}/best")
+
+    def pause(self, sweep_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/sweeps/{sweep_id}/pause")
+
+    def resume(self, sweep_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/sweeps/{sweep_id}/resume")
+
+    def cancel(self, sweep_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/sweeps/{sweep_id}/cancel")
 
     def wait(self, sweep_id: str, poll_s: float = 0.5, timeout_s: float | None = None):
         """Block until the sweep ends; returns the sweep."""

@@ -11,7 +11,7 @@ import math
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from service.models import (
@@ -221,26 +221,55 @@ def record_report(
         return "stop"
     if trial.state not in ACTIVE_TRIAL_STATES:
         raise ConflictError(f"trial '{trial_id}' is {trial.state}; it takes no more reports.")
-    existing = session.scalars(
-        select(TrialReport).where(TrialReport.trial_id == trial_id, TrialReport.step == step)
-    ).first()
-    if existing is None:
-        session.add(TrialReport(trial_id=trial_id, step=step, metrics=metrics))
-    else:
-        existing.metrics = metrics
-    if step >= trial.epochs:
-        trial.metrics = metrics
-        trial.epochs = step
-        trial.objective = _objective(metrics, metric_goal(trial.sweep)[0])
+    _upsert_report(session, trial_id, step, metrics)
+    # One conditional UPDATE, so concurrent reports never move a trial back to an older step.
+    changes: dict[str, Any] = {"heartbeat_at": utcnow()}
     if checkpoint:
-        trial.checkpoint = checkpoint
+        changes["checkpoint"] = checkpoint
     if trial.state == TrialState.PENDING.value:
-        trial.state = TrialState.RUNNING.value
-        trial.started_at = trial.started_at or utcnow()
-    trial.heartbeat_at = utcnow()
+        changes["state"] = TrialState.RUNNING.value
+        changes["started_at"] = trial.started_at or utcnow()
+    session.execute(update(Trial).where(Trial.id == trial_id).values(**changes))
+    session.execute(
+        update(Trial)
+        .where(Trial.id == trial_id, Trial.epochs <= step)
+        .values(
+            metrics=metrics,
+            epochs=step,
+            objective=_objective(metrics, metric_goal(trial.sweep)[0]),
+        )
+    )
     sweep_state = trial.sweep.state
     session.commit()
     return "stop" if sweep_state == SweepState.CANCELLED.value else "continue"
+
+
+def _upsert_report(
+    session: Session, trial_id: str, step: int, metrics: dict[str, float | None]
+) -> None:
+    """Insert the step's report, or replace it when the step was reported before."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - other databases: read, then write
+        existing = session.scalars(
+            select(TrialReport).where(TrialReport.trial_id == trial_id, TrialReport.step == step)
+        ).first()
+        if existing is None:
+            session.add(TrialReport(trial_id=trial_id, step=step, metrics=metrics))
+        else:
+            existing.metrics = metrics
+        return
+    statement = insert(TrialReport).values(
+        trial_id=trial_id, step=step, metrics=metrics, created_at=utcnow()
+    )
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["trial_id", "step"], set_={"metrics": statement.excluded.metrics}
+        )
+    )
 
 
 def record_heartbeat(session: Session, trial_id: str) -> str:

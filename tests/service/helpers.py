@@ -1,0 +1,67 @@
+"""Building a controller app and stored rows for service tests (a real database, a real Ray)."""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.config import Settings
+from service.models import Sweep, SweepState, Trial
+
+DIGITS_SPEC: dict[str, Any] = {
+    "name": "digits",
+    "method": "random",
+    "metric": {"name": "val_accuracy", "goal": "maximize"},
+    "parameters": {"units": {"values": [16, 32]}},
+    "run_cap": 2,
+    "trial": {
+        "hypermodel": "examples.digits:build_model",
+        "data": "examples.digits:load_data",
+        "fit": {"epochs": 1},
+    },
+    "wandb": {"mode": "disabled"},
+}
+
+
+@contextmanager
+def controller(database_url: str, tmp_path: Path, **settings: Any):
+    """A `TestClient` on a started controller app (its scheduler runs on the local Ray)."""
+    config = Settings(database_url=database_url, artifact_dir=tmp_path / "artifacts", **settings)
+    app = create_app(config)
+    with TestClient(app) as client:
+        client.app_state = app.state
+        yield client
+
+
+def store_sweep(
+    client: TestClient,
+    state: str = SweepState.PAUSED.value,
+    objectives: list[float | None] | None = None,
+    trial_state: str = "completed",
+    goal: str = "maximize",
+) -> Sweep:
+    """Store a sweep (paused by default, so the scheduler leaves it alone) and its trials."""
+    spec = {**DIGITS_SPEC, "metric": {"name": "val_accuracy", "goal": goal}}
+    with client.app_state.sessions() as session:
+        sweep = Sweep(id=uuid.uuid4().hex[:12], name="stored", state=state, spec=spec)
+        session.add(sweep)
+        session.flush()
+        for number, objective in enumerate(objectives or []):
+            session.add(
+                Trial(
+                    id=f"{sweep.id}-{number}",
+                    sweep_id=sweep.id,
+                    number=number,
+                    state=trial_state,
+                    hyperparameters={"units": 16},
+                    metrics={} if objective is None else {"val_accuracy": objective},
+                    objective=objective,
+                )
+            )
+        session.commit()
+        return sweep
