@@ -44,9 +44,10 @@ def store_sweep(
     objectives: list[float | None] | None = None,
     trial_state: str = "completed",
     goal: str = "maximize",
+    run_cap: int = 2,
 ) -> Sweep:
     """Store a sweep (paused by default, so the scheduler leaves it alone) and its trials."""
-    spec = {**DIGITS_SPEC, "metric": {"name": "val_accuracy", "goal": goal}}
+    spec = {**DIGITS_SPEC, "metric": {"name": "val_accuracy", "goal": goal}, "run_cap": run_cap}
     with client.app_state.sessions() as session:
         sweep = Sweep(id=uuid.uuid4().hex[:12], name="stored", state=state, spec=spec)
         session.add(sweep)

@@ -19,8 +19,8 @@ def api(database_url, tmp_path):
 
 
 def test_pause_resume_cancel_follow_the_state_machine(api):
-    sweep = store_sweep(api, state="running", objectives=[None], trial_state="running")
-    api.app_state.scheduler.pause_sweep  # the scheduler is live; the stored trial is "running"
+    # run_cap 1, filled by the stored running trial: the scheduler starts nothing more.
+    sweep = store_sweep(api, state="running", objectives=[None], trial_state="running", run_cap=1)
     assert api.post(f"/api/v1/sweeps/{sweep.id}/pause").json()["state"] == "paused"
     assert api.post(f"/api/v1/sweeps/{sweep.id}/pause").json()["state"] == "paused"
     assert api.post(f"/api/v1/sweeps/{sweep.id}/resume").json()["state"] == "running"
