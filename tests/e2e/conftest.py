@@ -23,44 +23,64 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class ServerProcess:
+    """`ktsweep serve` in a subprocess, with its own database, artifacts and log."""
+
+    def __init__(self, workdir: Path, database_url: str | None = None, **env: str):
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.artifacts = workdir / "artifacts"
+        self.log_path = workdir / f"server-{self.port}.log"
+        self.env = {
+            **os.environ,
+            "KTSWEEP_DATABASE_URL": database_url or f"sqlite:///{workdir / 'ktsweep.db'}",
+            "KTSWEEP_ARTIFACT_DIR": str(self.artifacts),
+            "WANDB_MODE": "offline",
+            **env,
+        }
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 120) -> ServerProcess:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port)],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                raise RuntimeError(self.log_path.read_text()[-5000:])
+            time.sleep(0.2)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
-    """The URL of a running `ktsweep serve`, plus its database and artifact folder."""
-    workdir = tmp_path_factory.mktemp("server")
-    port = free_port()
-    env = {
-        **os.environ,
-        "KTSWEEP_DATABASE_URL": f"sqlite:///{workdir / 'ktsweep.db'}",
-        "KTSWEEP_ARTIFACT_DIR": str(workdir / "artifacts"),
-        "WANDB_MODE": "offline",
-    }
-    log = open(workdir / "server.log", "wb")  # noqa: SIM115 - open for the whole session
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError((workdir / "server.log").read_text()[-5000:])
-        time.sleep(0.2)
-    yield {"url": url, "workdir": workdir, "artifacts": workdir / "artifacts"}
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    """A running `ktsweep serve`: its URL, work folder and artifact folder."""
+    process = ServerProcess(tmp_path_factory.mktemp("server")).start()
+    yield {"url": process.url, "workdir": process.workdir, "artifacts": process.artifacts}
+    process.stop()
 
 
 @pytest.fixture()
