@@ -14,9 +14,14 @@ log = logging.getLogger(__name__)
 
 
 class Reporter(Protocol):
-    """Anything that takes one step's metrics and answers "continue" or "stop"."""
+    """Anything that takes one step's metrics and answers "continue" or "stop".
 
-    def report(self, step: int, metrics: dict[str, float | None]) -> str: ...
+    `checkpoint` is the trial's latest resumable checkpoint when one was saved for the step.
+    """
+
+    def report(
+        self, step: int, metrics: dict[str, float | None], checkpoint: str | None = None
+    ) -> str: ...
 
 
 class HttpReporter:
@@ -38,8 +43,12 @@ class HttpReporter:
         self.retries = retries
         self._client = httpx.Client(base_url=base_url, headers=headers, timeout=10.0)
 
-    def report(self, step: int, metrics: dict[str, float | None]) -> str:
-        payload = {"step": step, "metrics": metrics}
+    def report(
+        self, step: int, metrics: dict[str, float | None], checkpoint: str | None = None
+    ) -> str:
+        payload: dict[str, Any] = {"step": step, "metrics": metrics}
+        if checkpoint:
+            payload["checkpoint"] = checkpoint
         for attempt in range(self.retries):
             try:
                 response = self._client.post(
@@ -76,15 +85,21 @@ def plain_metrics(logs: dict[str, Any] | None) -> dict[str, float | None]:
 class ReportingCallback(keras.callbacks.Callback):
     """Reports every epoch's metrics and stops training when the controller answers "stop".
 
+    Put it after the callbacks that save checkpoints: each report then names the checkpoint of
+    the epoch it reports.
+
     Args:
         reporter: Where reports go, or None to only record the history.
         initial_epoch: Epochs already run before this fit (on a resume). Default 0.
+        last_checkpoint: The trial's `LastEpochCheckpoint`, whose latest file each report
+            carries, or None.
     """
 
-    def __init__(self, reporter: Reporter | None, initial_epoch: int = 0):
+    def __init__(self, reporter: Reporter | None, initial_epoch: int = 0, last_checkpoint=None):
         super().__init__()
         self.reporter = reporter
         self.initial_epoch = initial_epoch
+        self.last_checkpoint = last_checkpoint
         self.history: list[dict[str, Any]] = []
         self.stopped_early = False
 
@@ -96,6 +111,11 @@ class ReportingCallback(keras.callbacks.Callback):
         step = epoch + 1
         metrics = plain_metrics(logs)
         self.history.append({"step": step, "metrics": metrics})
-        if self.reporter is not None and self.reporter.report(step, metrics) == "stop":
+        if self.reporter is None:
+            return
+        checkpoint = None
+        if self.last_checkpoint is not None and self.last_checkpoint.epoch == step:
+            checkpoint = self.last_checkpoint.path
+        if self.reporter.report(step, metrics, checkpoint=checkpoint) == "stop":
             self.stopped_early = True
             self.model.stop_training = True

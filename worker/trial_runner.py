@@ -5,7 +5,9 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import socket
 import traceback
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -13,7 +15,9 @@ import keras_tuner as kt
 import wandb
 
 from worker.entry_points import resolve_entry_point
+from worker.last_checkpoint import LastEpochCheckpoint, forget_last_checkpoint, write_worker_info
 from worker.reporter import HttpReporter, Reporter, ReportingCallback
+from worker.resources import limit_gpu_memory
 from worker.trial_spec import TrialResult, TrialSpec
 
 log = logging.getLogger(__name__)
@@ -23,8 +27,10 @@ def run_trial(spec: TrialSpec, reporter: Reporter | None = None) -> TrialResult:
     """Build, fit and report one trial; raises whatever the user's code raises.
 
     The trial gets one W&B run (group = sweep, name = trial id, config = hyperparameters), our
-    callbacks, and a callback that reports each epoch to the controller and stops training when
-    the controller answers "stop".
+    callbacks, a `last.keras` checkpoint of its latest epoch in `spec.checkpoint_dir` (what a
+    retry resumes from), and a callback that reports each epoch (with that checkpoint) to the
+    controller and stops training when the controller answers "stop". A spec with a `program`
+    runs that script instead (see `worker.program_trial`).
 
     Args:
         spec: The trial to run.
@@ -34,23 +40,53 @@ def run_trial(spec: TrialSpec, reporter: Reporter | None = None) -> TrialResult:
     Returns:
         The trial's `TrialResult` ("completed" or "stopped").
     """
+    own_reporter = None
+    if reporter is None and spec.report_url:
+        reporter = own_reporter = HttpReporter(spec.report_url, spec.trial_id, spec.report_token)
+    try:
+        write_worker_info(
+            spec.checkpoint_dir,
+            trial_id=spec.trial_id,
+            resume_from=spec.resume_from,
+            initial_epoch=spec.initial_epoch,
+        )
+        if spec.program:
+            from worker.program_trial import run_program_trial
+
+            return run_program_trial(spec, reporter)
+        return _run_keras_trial(spec, reporter)
+    finally:
+        if own_reporter is not None:
+            own_reporter.close()
+
+
+def _run_keras_trial(spec: TrialSpec, reporter: Reporter | None) -> TrialResult:
+    if not spec.hypermodel or not spec.data:
+        raise ValueError(
+            f"trial {spec.trial_id} names no `hypermodel` and `data` (nor a `program`); set "
+            "`trial.hypermodel` and `trial.data` to 'package.module:function' entry points."
+        )
+    limit_gpu_memory()
     build_model = resolve_entry_point(spec.hypermodel)
     load_data = resolve_entry_point(spec.data)
     fit_data = load_fit_data(load_data)
     hp = hyperparameters_for(spec.hyperparameters)
 
-    own_reporter = None
-    if reporter is None and spec.report_url:
-        reporter = own_reporter = HttpReporter(spec.report_url, spec.trial_id, spec.report_token)
     run = _start_wandb_run(spec)
     exit_code = 1
     try:
         if spec.resume_from:
-            model = keras.saving.load_model(spec.resume_from)
+            model = keras.saving.load_model(resolve_checkpoint(spec.resume_from))
         else:
             model = build_model(hp)
-        reporting = ReportingCallback(reporter)
-        callbacks, checkpoint = _trial_callbacks(spec, run, fit_data)
+        callbacks, checkpoint = trial_callbacks(spec.callbacks, spec.checkpoint_dir, run, fit_data)
+        last = None
+        if spec.checkpoint_dir:
+            if not spec.resume_from:
+                forget_last_checkpoint(spec.checkpoint_dir)
+            last = LastEpochCheckpoint(spec.checkpoint_dir)
+            callbacks.append(last)
+        reporting = ReportingCallback(reporter, spec.initial_epoch, last_checkpoint=last)
         fit_kwargs = {"verbose": 0, **spec.fit}
         if spec.initial_epoch:
             fit_kwargs["initial_epoch"] = spec.initial_epoch
@@ -67,13 +103,11 @@ def run_trial(spec: TrialSpec, reporter: Reporter | None = None) -> TrialResult:
             history=history,
             epochs=history[-1]["step"] if history else spec.initial_epoch,
             wandb=wandb_run_link(run),
-            checkpoint=_checkpoint_path(checkpoint),
+            checkpoint=_checkpoint_path(checkpoint) or (last.path if last else None),
         )
     finally:
         if run is not None:
             run.finish(exit_code=exit_code)
-        if own_reporter is not None:
-            own_reporter.close()
         keras.backend.clear_session()
 
 
@@ -126,7 +160,24 @@ def load_fit_data(load_data) -> dict[str, Any]:
 
 
 def _start_wandb_run(spec: TrialSpec):
-    settings = spec.wandb or {}
+    return start_wandb_run(spec.wandb, spec.trial_id, spec.sweep_id, spec.hyperparameters)
+
+
+def start_wandb_run(
+    settings: dict[str, Any] | None,
+    name: str,
+    group: str | None,
+    config: dict[str, Any],
+):
+    """One W&B run for a trial (mode from `settings`, else `WANDB_MODE`, else offline).
+
+    Args:
+        settings: `project`, `entity`, `mode`, `dir`, `tags`.
+        name: The run's name (the trial id).
+        group: The run's group (the sweep).
+        config: The trial's hyperparameters.
+    """
+    settings = settings or {}
     mode = settings.get("mode") or os.environ.get("WANDB_MODE") or "offline"
     directory = settings.get("dir")
     if directory:
@@ -134,11 +185,11 @@ def _start_wandb_run(spec: TrialSpec):
     return wandb.init(
         project=settings.get("project") or "ktsweep",
         entity=settings.get("entity"),
-        group=spec.sweep_id,
-        name=spec.trial_id,
+        group=group,
+        name=name,
         job_type="trial",
         tags=settings.get("tags"),
-        config=spec.hyperparameters,
+        config=config,
         mode=mode,
         dir=directory,
         reinit="finish_previous",
@@ -146,9 +197,23 @@ def _start_wandb_run(spec: TrialSpec):
     )
 
 
-def _trial_callbacks(spec: TrialSpec, run, fit_data: dict[str, Any]):
-    """Our callbacks as the spec's `callbacks:` section asks; returns (list, checkpoint)."""
-    config = spec.callbacks or {}
+def trial_callbacks(
+    config: dict[str, Any] | None,
+    checkpoint_dir: str | None,
+    run,
+    fit_data: dict[str, Any] | None = None,
+) -> tuple[list[keras.callbacks.Callback], Any]:
+    """Our callbacks as a spec's `callbacks:` section asks; returns `(callbacks, checkpoint)`.
+
+    Args:
+        config: The `callbacks:` section (`metrics_logger`, `checkpoint`, `eval_table`,
+            `legacy`); None means the metrics logger only.
+        checkpoint_dir: Folder for the `checkpoint` callback's files; None for no checkpoints.
+        run: The trial's W&B run; without an active run no callback is made.
+        fit_data: The trial's `fit` arguments, for an eval-table callback's validation data.
+    """
+    config = config or {}
+    fit_data = fit_data or {}
     active = run is not None and not run.disabled
     callbacks: list[keras.callbacks.Callback] = []
     checkpoint = None
@@ -162,10 +227,10 @@ def _trial_callbacks(spec: TrialSpec, run, fit_data: dict[str, Any]):
         from callbacks import MetricsLogger
 
         callbacks.append(MetricsLogger(**config.get("metrics_logger", {"log_freq": "epoch"})))
-    if config.get("checkpoint") is not None and spec.checkpoint_dir:
+    if config.get("checkpoint") is not None and checkpoint_dir:
         from callbacks import ModelCheckpoint
 
-        checkpoint = ModelCheckpoint(filepath=spec.checkpoint_dir, **config["checkpoint"])
+        checkpoint = ModelCheckpoint(filepath=checkpoint_dir, **config["checkpoint"])
         callbacks.append(checkpoint)
     if config.get("eval_table"):
         callbacks.append(_eval_table_callback(config["eval_table"], fit_data))
@@ -202,3 +267,29 @@ def wandb_run_link(run) -> dict[str, Any] | None:
     else:
         link["url"] = run.url
     return link
+
+
+WANDB_ARTIFACT_SCHEME = "wandb-artifact://"
+
+
+def resolve_checkpoint(reference: str) -> str:
+    """A local path for a checkpoint to resume from: a path, or a W&B model artifact.
+
+    `wandb-artifact://entity/project/name:alias` is downloaded (W&B online). A path that
+    this node cannot see raises an error that says how to share checkpoints between nodes.
+    """
+    if reference.startswith(WANDB_ARTIFACT_SCHEME):
+        name = reference[len(WANDB_ARTIFACT_SCHEME) :]
+        directory = wandb.Api().artifact(name, type="model").download()
+        files = sorted(Path(directory).glob("*.keras")) or sorted(Path(directory).iterdir())
+        if not files:
+            raise FileNotFoundError(f"W&B artifact '{name}' holds no checkpoint file.")
+        return str(files[-1])
+    if not os.path.exists(reference):
+        raise FileNotFoundError(
+            f"checkpoint '{reference}' does not exist on this node ({socket.gethostname()}). "
+            "Point KTSWEEP_ARTIFACT_DIR at a folder every node shares (NFS, a mounted bucket), "
+            "or run W&B online and resume from the checkpoint's model artifact "
+            f"('{WANDB_ARTIFACT_SCHEME}entity/project/run_<id>_model:latest')."
+        )
+    return reference

@@ -14,8 +14,9 @@ class TrialSpec:
         trial_id: The trial's id; also the W&B run's name.
         hyperparameters: The trial's configuration (nested dicts for nested parameters).
         hypermodel: `module:function` building a compiled Keras model from a
-            `keras_tuner.HyperParameters`.
+            `keras_tuner.HyperParameters`. None for a `program` trial.
         data: `module:function` returning the training data (see `worker.load_fit_data`).
+            None for a `program` trial.
         sweep_id: The sweep's id; the W&B run's group.
         sweep_name: The sweep's name, recorded in the W&B run's config.
         fit: Keyword arguments for `model.fit` (`epochs`, `batch_size`, ...).
@@ -29,12 +30,19 @@ class TrialSpec:
         resume_from: A `.keras` checkpoint to continue from instead of building the model
             (a retried trial, or a Hyperband continuation), or None.
         initial_epoch: Epochs already trained when resuming (passed to `fit`). Default 0.
+        timeout_s: Seconds the trial may run before it is ended as "failed"; None for no limit.
+        program: A W&B-sweep training script to run instead of `hypermodel`/`data`
+            (see `worker.program_trial`), or None.
+        command: The W&B sweep `command` for `program`, with macros such as `${env}`,
+            `${interpreter}`, `${program}`, `${args}`; None for W&B's default.
+        working_dir: Folder the `program` runs in (relative `program` paths start there).
+            Default: the worker's current folder.
     """
 
     trial_id: str
     hyperparameters: dict[str, Any]
-    hypermodel: str
-    data: str
+    hypermodel: str | None = None
+    data: str | None = None
     sweep_id: str | None = None
     sweep_name: str | None = None
     fit: dict[str, Any] = field(default_factory=lambda: {"epochs": 1})
@@ -47,6 +55,10 @@ class TrialSpec:
     resources: dict[str, Any] = field(default_factory=dict)
     resume_from: str | None = None
     initial_epoch: int = 0
+    timeout_s: float | None = None
+    program: str | None = None
+    command: list[str] | None = None
+    working_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,12 +70,16 @@ class TrialResult:
 
     Attributes:
         trial_id: The trial's id.
-        state: "completed", "stopped" (ended early on the controller's word) or "failed".
+        state: "completed", "stopped" (ended early on the controller's word), "failed",
+            "cancelled", or "lost" (the worker process or its node died; `checkpoint` and
+            `epochs` then say where to resume from).
         metrics: The last value of every metric.
         history: One entry per epoch: `{"step": epoch_number, "metrics": {...}}`.
         epochs: Epochs run.
         wandb: The W&B run link: `url` when online; `run_dir` and `sync_command` when offline.
-        checkpoint: Path of the last checkpoint saved, or None.
+        checkpoint: Path of the checkpoint to resume from or use: the best one saved by the
+            `checkpoint` callback when there is one, else the trial's latest epoch
+            (`last.keras` in its checkpoint folder); None when nothing was saved.
         error: The traceback when the trial failed.
     """
 

@@ -17,7 +17,7 @@ class SpyReporter:
         self.reports: list[tuple[int, dict]] = []
         self.stop_at = stop_at
 
-    def report(self, step, metrics):
+    def report(self, step, metrics, checkpoint=None):
         self.reports.append((step, metrics))
         return "stop" if self.stop_at is not None and step >= self.stop_at else "continue"
 

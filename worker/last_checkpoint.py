@@ -1,0 +1,100 @@
+"""A trial's resumable checkpoint of its latest epoch, kept whatever the user's checkpoint rule.
+
+A trial whose worker dies (kill -9, a lost node) is retried from `last.keras` in its checkpoint
+folder, with `initial_epoch` from `last.json` beside it, instead of from scratch. The user's own
+`checkpoint` callback may keep only the best epoch (`save_best_only`); this one always keeps the
+latest, so the retry neither repeats nor skips an epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import keras
+
+LAST_CHECKPOINT = "last.keras"
+LAST_CHECKPOINT_INFO = "last.json"
+WORKER_INFO = "worker.json"
+
+
+class LastEpochCheckpoint(keras.callbacks.Callback):
+    """Saves the whole model (with its optimizer state) at the end of every epoch.
+
+    It writes `last.keras` in `directory`, replacing the previous epoch's file atomically (a
+    worker killed mid-save leaves the previous checkpoint intact), then `last.json` with the
+    number of epochs the checkpoint holds. After each save `path` and `epoch` say what is there.
+
+    Args:
+        directory: Folder for `last.keras` and `last.json`; created when missing.
+        model_filename: File name of the checkpoint. Default `"last.keras"`.
+    """
+
+    def __init__(self, directory: str | os.PathLike, model_filename: str = LAST_CHECKPOINT):
+        super().__init__()
+        self.directory = Path(directory)
+        self.model_filename = model_filename
+        self.path: str | None = None
+        self.epoch: int | None = None
+
+    def on_train_begin(self, logs=None):
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        target = self.directory / self.model_filename
+        partial = self.directory / f"partial-{os.getpid()}-{self.model_filename}"
+        self.model.save(partial)
+        os.replace(partial, target)
+        self.path, self.epoch = str(target), epoch + 1
+        _write_json(self.directory / LAST_CHECKPOINT_INFO, {"path": self.path, "epoch": epoch + 1})
+
+
+def read_last_checkpoint(directory: str | os.PathLike | None) -> tuple[str, int] | None:
+    """The `(path, epochs)` of the latest-epoch checkpoint in `directory`, or None."""
+    if not directory:
+        return None
+    info = _read_json(Path(directory) / LAST_CHECKPOINT_INFO)
+    if not info or not os.path.isfile(info.get("path", "")):
+        return None
+    return info["path"], int(info["epoch"])
+
+
+def forget_last_checkpoint(directory: str | os.PathLike | None) -> None:
+    """Delete a previous attempt's latest-epoch checkpoint (a fresh attempt starts over)."""
+    if not directory:
+        return
+    for name in (LAST_CHECKPOINT_INFO, LAST_CHECKPOINT):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(Path(directory) / name)
+
+
+def write_worker_info(directory: str | os.PathLike | None, **info: Any) -> None:
+    """Record which process runs the trial (`worker.json`: pid, host, and `info`)."""
+    if not directory:
+        return
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    _write_json(
+        Path(directory) / WORKER_INFO, {"pid": os.getpid(), "host": socket.gethostname(), **info}
+    )
+
+
+def read_worker_info(directory: str | os.PathLike) -> dict[str, Any] | None:
+    """What `write_worker_info` recorded in `directory`, or None."""
+    return _read_json(Path(directory) / WORKER_INFO)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(json.dumps(data))
+    os.replace(partial, path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

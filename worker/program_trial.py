@@ -1,0 +1,300 @@
+"""`program` trials: a W&B-sweep training script, run unchanged as it would be by `wandb agent`.
+
+The script gets the trial's parameters the way a W&B agent passes them: on its command line
+(the sweep's `command`, with W&B's macros `${env}`, `${interpreter}`, `${program}`, `${args}`,
+`${args_no_hyphens}`, `${args_json}`, `${args_json_file}`, ...) and as its run's config (the
+agent's `WANDB_SWEEP_PARAM_PATH` file, which `wandb.init()` reads into `wandb.config`). While it
+runs, each `wandb.log` reaches the controller at once: `${interpreter}` runs the script through
+`worker.program_launcher`, whose hook appends every logged dict to a metrics file that the worker
+follows. A command that calls `python` itself gets no hook; its metrics are then read from the
+run's transaction log (`run-<id>.wandb`, which W&B writes online and offline, flushed every
+second here). A "stop" answer ends the script as the W&B agent ends a run that early termination
+stops (SIGTERM, then SIGKILL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from worker.program_launcher import METRICS_FILE_ENV
+from worker.reporter import Reporter, plain_metrics
+from worker.trial_spec import TrialResult, TrialSpec
+
+DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
+POLL_SECONDS = 0.5
+# Seconds a stopped script has to exit after SIGTERM before it is killed.
+STOP_GRACE_SECONDS = 10.0
+
+
+def run_program_trial(spec: TrialSpec, reporter: Reporter | None = None) -> TrialResult:
+    """Run `spec.program` with the trial's parameters; report its logged metrics as it goes.
+
+    Args:
+        spec: The trial; `program`, `command`, `working_dir`, `hyperparameters`, `wandb`
+            (`project`, `entity`, `mode`, `dir`) are used.
+        reporter: Where each logged step goes; a "stop" answer ends the script.
+
+    Returns:
+        "completed" when the script exits 0, "stopped" when a report answered "stop",
+        "failed" (with the end of its output) otherwise.
+    """
+    from wandb.sdk.lib import runid
+
+    working_dir = Path(spec.working_dir or os.getcwd())
+    program = Path(spec.program)
+    if not (working_dir / program).is_file():
+        raise FileNotFoundError(
+            f"program '{spec.program}' not found in {working_dir}. Give its path relative to "
+            "the sweep's working directory, and make sure the script is on every worker."
+        )
+    settings = spec.wandb or {}
+    wandb_dir = Path(settings.get("dir") or working_dir).resolve()
+    run_id = runid.generate_id()
+    files = wandb_dir / "wandb" / f"sweep-{spec.sweep_id or 'ktsweep'}"
+    files.mkdir(parents=True, exist_ok=True)
+    param_path = files / f"config-{run_id}.yaml"
+    args_json_path = files / f"config-{run_id}.json"
+    _write_sweep_config(param_path, spec.hyperparameters)
+    args_json_path.write_text(json.dumps(spec.hyperparameters))
+    command = sweep_command(spec.command, spec.program, spec.hyperparameters, args_json_path)
+    metrics_path = files / f"metrics-{run_id}.jsonl"
+    env = {
+        **os.environ,
+        METRICS_FILE_ENV: str(metrics_path),
+        "WANDB__TRANSACTION_LOG_FLUSH_INTERVAL": "1",
+        "WANDB_RUN_ID": run_id,
+        "WANDB_SWEEP_PARAM_PATH": str(param_path),
+        "WANDB_DIR": str(wandb_dir),
+        "WANDB_MODE": settings.get("mode") or os.environ.get("WANDB_MODE") or "offline",
+        "WANDB_PROJECT": settings.get("project") or "ktsweep",
+        "WANDB_RUN_GROUP": spec.sweep_id or "",
+        "WANDB_NAME": spec.trial_id,
+    }
+    if settings.get("entity"):
+        env["WANDB_ENTITY"] = settings["entity"]
+    output_path = files / f"output-{run_id}.log"
+    with open(output_path, "wb") as output:
+        process = subprocess.Popen(
+            command, cwd=working_dir, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+        history, stopped = _follow(process, metrics_path, wandb_dir, run_id, reporter)
+    run_dir = find_run_dir(wandb_dir, run_id)
+    link = _offline_or_online_link(run_dir, env, run_id)
+    result = TrialResult(
+        trial_id=spec.trial_id,
+        state="stopped" if stopped else "completed",
+        metrics=history[-1]["metrics"] if history else {},
+        history=history,
+        epochs=len(history),
+        wandb=link,
+    )
+    if not stopped and process.returncode != 0:
+        result.state = "failed"
+        result.error = (
+            f"{' '.join(command)} exited with code {process.returncode}; its output ends:\n"
+            + _tail(output_path)
+        )
+    return result
+
+
+def sweep_command(
+    command: list[str] | None,
+    program: str,
+    hyperparameters: dict[str, Any],
+    args_json_file: str | os.PathLike,
+) -> list[str]:
+    """The command line a W&B agent would run for these parameters (its macros expanded).
+
+    Args:
+        command: The sweep's `command`; None for W&B's default
+            (`${env} ${interpreter} ${program} ${args}`).
+        program: The sweep's `program`.
+        hyperparameters: The trial's parameters.
+        args_json_file: File holding the parameters as JSON (`${args_json_file}`).
+    """
+    from wandb.sdk.launch.sweeps import utils as sweep_utils
+
+    template = sweep_utils.create_sweep_command(list(command or DEFAULT_COMMAND))
+    macros = sweep_utils.create_sweep_command_args(
+        {"args": {name: {"value": value} for name, value in hyperparameters.items()}}
+    )
+    macros.update(
+        interpreter=[sys.executable, "-m", "worker.program_launcher"],
+        program=[program],
+        args_json_file=[str(args_json_file)],
+        env=["/usr/bin/env"] if os.name != "nt" else [],
+    )
+    expanded: list[str] = []
+    for chunk in map(str, template):
+        if chunk.startswith("${") and chunk.endswith("}"):
+            if chunk[2:-1] not in macros:
+                raise ValueError(
+                    f"unknown macro {chunk} in the sweep's command; W&B's macros are "
+                    + ", ".join("${" + name + "}" for name in sorted(macros))
+                )
+            expanded += [str(part) for part in macros[chunk[2:-1]]]
+        else:
+            expanded.append(chunk)
+    return expanded
+
+
+def _write_sweep_config(path: Path, hyperparameters: dict[str, Any]) -> None:
+    from wandb.sdk.lib import config_util
+
+    config_util.save_config_file_from_dict(
+        str(path), {name: {"value": value} for name, value in hyperparameters.items()}
+    )
+
+
+def _follow(process, metrics_path: Path, wandb_dir: Path, run_id: str, reporter):
+    """Report each newly logged step until the script exits; returns (history, stopped)."""
+    history: list[dict[str, Any]] = []
+    stopped = False
+    log_file: Path | None = None
+    while True:
+        running = process.poll() is None
+        if metrics_path.exists():
+            rows = _read_metrics_lines(metrics_path)
+        else:
+            log_file = log_file or _find_log_file(wandb_dir, run_id)
+            rows = read_history(log_file) if log_file else []
+        for row in rows[len(history) :]:
+            step = len(history) + 1
+            entry = {"step": step, "metrics": row}
+            history.append(entry)
+            if stopped or reporter is None:
+                continue
+            if reporter.report(step, row) == "stop":
+                stopped = True
+                _stop(process)
+        if not running:
+            return history, stopped
+        time.sleep(POLL_SECONDS)
+
+
+def _read_metrics_lines(path: Path) -> list[dict[str, float | None]]:
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(plain_metrics(json.loads(line)))
+        except ValueError:
+            break  # a line still being written
+    return rows
+
+
+def _stop(process) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def find_run_dir(wandb_dir: Path, run_id: str) -> Path | None:
+    """The folder of run `run_id` under `wandb_dir` (`wandb/[offline-]run-<time>-<id>`)."""
+    matches = sorted((Path(wandb_dir) / "wandb").glob(f"*run-*-{run_id}"))
+    return matches[-1] if matches else None
+
+
+def _find_log_file(wandb_dir: Path, run_id: str) -> Path | None:
+    run_dir = find_run_dir(wandb_dir, run_id)
+    if run_dir is None:
+        return None
+    path = run_dir / f"run-{run_id}.wandb"
+    return path if path.is_file() else None
+
+
+def _offline_or_online_link(run_dir: Path | None, env: dict[str, str], run_id: str):
+    if run_dir is None:
+        return None
+    link: dict[str, Any] = {"run_id": run_id, "project": env["WANDB_PROJECT"]}
+    link["mode"] = env["WANDB_MODE"]
+    if env["WANDB_MODE"] == "offline":
+        link.update(run_dir=str(run_dir), sync_command=f"wandb sync {run_dir}", url=None)
+    else:
+        link["url"] = None  # the script's own run knows it; the log has no URL
+        link["run_dir"] = str(run_dir)
+    return link
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# The run's transaction log: a 7-byte header (":W&B", magic 0xBEE1, version), then LevelDB-log
+# blocks of 32 KiB holding records (checksum, length, type; FULL / FIRST / MIDDLE / LAST).
+_HEADER = 7
+_BLOCK = 32 * 1024
+_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+
+
+def read_history(path: str | os.PathLike) -> list[dict[str, float | None]]:
+    """The metrics of each `wandb.log` step recorded so far in a run's `.wandb` file.
+
+    A record still being written at the end of the file is left for the next read.
+    """
+    from wandb.proto import wandb_internal_pb2
+
+    rows: list[dict[str, float | None]] = []
+    for payload in _records(Path(path).read_bytes()):
+        record = wandb_internal_pb2.Record()
+        try:
+            record.ParseFromString(payload)
+        except Exception:  # noqa: BLE001 - a torn record at the end of a live file
+            continue
+        if record.WhichOneof("record_type") != "history":
+            continue
+        values: dict[str, Any] = {}
+        for item in record.history.item:
+            key = item.key or "/".join(item.nested_key)
+            if key.startswith("_"):
+                continue
+            try:
+                values[key] = json.loads(item.value_json)
+            except ValueError:
+                continue
+        metrics = plain_metrics(values)
+        if metrics:
+            rows.append(metrics)
+    return rows
+
+
+def _records(data: bytes):
+    if len(data) < _HEADER or data[:4] != b":W&B":
+        return
+    offset = _HEADER
+    pending = b""
+    while offset + 7 <= len(data):
+        room = _BLOCK - offset % _BLOCK
+        if room < 7:  # the rest of the block is padding
+            offset += room
+            continue
+        _, length, kind = struct.unpack("<IHB", data[offset : offset + 7])
+        start, end = offset + 7, offset + 7 + length
+        if end > len(data):
+            return  # still being written
+        chunk = data[start:end]
+        offset = end
+        if kind == _FULL:
+            yield chunk
+        elif kind == _FIRST:
+            pending = chunk
+        elif kind == _MIDDLE:
+            pending += chunk
+        elif kind == _LAST:
+            yield pending + chunk
+            pending = b""
+        else:
+            return
