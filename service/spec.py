@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -90,10 +90,13 @@ class _Strict(BaseModel):
 
 
 class MetricSpec(_Strict):
+    """The metric a sweep optimises (W&B's `metric` section)."""
+
     name: str
     goal: Literal["minimize", "maximize"] = "minimize"
     target: float | None = None
-    impute: Literal["worst", "best", "latest"] | None = None
+    impute: Literal["worst", "best", "latest"] = "worst"
+    impute_while_running: Literal["worst", "best", "latest", "false"] = "false"
 
 
 class ParameterSpec(_Strict):
@@ -105,34 +108,94 @@ class ParameterSpec(_Strict):
     probabilities: list[float] | None = None
     min: int | float | None = None
     max: int | float | None = None
-    mu: float | None = None
-    sigma: float | None = None
-    q: int | float | None = None
-    a: float | None = None
-    b: float | None = None
+    mu: float = 0.0
+    sigma: float = 1.0
+    q: int | float = 1.0
+    a: float = 1.0
+    b: float = 1.0
     parameters: dict[str, ParameterSpec] | None = None
 
+    def given_fields(self) -> set[str]:
+        """The fields the spec gave (defaults left out)."""
+        return set(self.model_fields_set)
+
     def resolved_distribution(self) -> str | None:
-        """The distribution W&B would infer for this parameter (None for nested parameters)."""
+        """The distribution W&B infers for this parameter, or None (nested, or no match).
+
+        Without `distribution`, W&B takes the first of its parameter schemas the fields fit:
+        `values` alone is categorical, `values` + `probabilities` is
+        categorical_w_probabilities, integer `min`/`max` is int_uniform, other numeric
+        `min`/`max` is uniform, `value` alone is constant. Every other distribution must be named.
+        """
+        fields = self.given_fields() - {"distribution"}
         if self.distribution:
             return self.distribution
-        fields = self.model_fields_set
-        if self.parameters is not None:
+        if "parameters" in fields:
             return None
-        if "value" in fields:
+        if fields == {"values"}:
+            return "categorical"
+        if fields == {"values", "probabilities"}:
+            return "categorical_w_probabilities"
+        if fields == {"min", "max"}:
+            return "int_uniform" if _is_int(self.min) and _is_int(self.max) else "uniform"
+        if fields == {"value"}:
             return "constant"
-        if self.values is not None:
-            return "categorical_w_probabilities" if self.probabilities else "categorical"
-        if self.min is not None and self.max is not None:
-            both_int = _is_int(self.min) and _is_int(self.max)
-            return "int_uniform" if both_int else "uniform"
-        if self.mu is not None or self.sigma is not None:
-            return "normal"
         return None
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+class HyperbandStopping(_Strict):
+    """W&B's hyperband early termination: stop trials below the top 1/eta at each band."""
+
+    type: Literal["hyperband"]
+    min_iter: int | None = Field(None, ge=1)
+    max_iter: int | None = Field(None, ge=1)
+    s: int | None = Field(None, ge=1)
+    eta: float = Field(3, gt=1)
+    strict: bool = True
+
+    def bands(self) -> list[int]:
+        """The reported steps at which trials are judged, smallest first (as W&B computes them)."""
+        if self.max_iter is not None and self.s is not None:
+            bands, band = [], float(self.max_iter)
+            for _ in range(self.s):
+                band /= self.eta
+                if band < 1:
+                    break
+                bands.append(int(band))
+            return sorted(bands)
+        if self.min_iter is not None:
+            # W&B lists 100 bands; a band past any trial's length never applies.
+            return [int(self.min_iter * self.eta**k) for k in range(100) if self.eta**k < 1e12]
+        return []
+
+
+class AshaStopping(_Strict):
+    """Asynchronous successive halving (optuna's `SuccessiveHalvingPruner`)."""
+
+    type: Literal["asha"]
+    min_iter: int = Field(1, ge=1)
+    eta: int = Field(3, ge=2)
+    min_early_stopping_rate: int = Field(0, ge=0)
+
+
+class MedianStopping(_Strict):
+    """The median stopping rule (optuna's `MedianPruner`)."""
+
+    type: Literal["median"]
+    n_startup_trials: int = Field(5, ge=0)
+    n_warmup_steps: int = Field(0, ge=0)
+    interval_steps: int = Field(1, ge=1)
+    n_min_trials: int = Field(1, ge=1)
+
+
+EarlyTerminateSpec = Annotated[
+    HyperbandStopping | AshaStopping | MedianStopping, Field(discriminator="type")
+]
+_STOPPING_TYPES = ("hyperband", "asha", "median")
 
 
 class ResourcesSpec(_Strict):
@@ -177,14 +240,18 @@ class SweepSpec(_Strict):
     method: Literal["grid", "random", "bayes", "hyperband", "tpe"]
     metric: MetricSpec | None = None
     parameters: dict[str, ParameterSpec] | None = None
-    early_terminate: dict[str, Any] | None = None
+    early_terminate: EarlyTerminateSpec | None = None
     run_cap: int | None = Field(None, ge=1)
     program: str | None = None
-    command: list[str] | None = None
+    command: list[Any] | None = None
     name: str | None = None
     description: str | None = None
     project: str | None = None
     entity: str | None = None
+    # W&B fields that change nothing here (which controller runs the sweep, the config version).
+    controller: dict[str, Any] | None = None
+    apiVersion: str | None = None  # noqa: N815 - W&B's name
+    kind: Literal["sweep"] | None = None
     # ktsweep's own fields.
     parallelism: int = Field(1, ge=1)
     seed: int | None = None
@@ -222,16 +289,39 @@ def parse_spec(source: str | bytes | dict[str, Any]) -> SweepSpec:
     return spec
 
 
+_WANDB_ONLY_FIELDS = {
+    "metrics": "multi-objective sweeps (`metrics`) are not supported; give one `metric`.",
+    "scheduler": "custom schedulers (`scheduler`) are not supported; pick a `method` instead.",
+    "job": "W&B Launch jobs (`job`) are not supported; add a `trial:` section instead.",
+    "image_uri": "W&B Launch images (`image_uri`) are not supported; add a `trial:` section.",
+}
+
+
 def _problem_from_pydantic(error: dict[str, Any]) -> SpecProblem:
-    path = ".".join(str(part) for part in error["loc"])
+    loc = list(error["loc"])
+    # A tagged union puts its tag in the path (`early_terminate.asha.eta`); users never wrote it.
+    if len(loc) > 1 and loc[0] == "early_terminate" and loc[1] in _STOPPING_TYPES:
+        del loc[1]
+    path = ".".join(str(part) for part in loc)
     if error["type"] == "extra_forbidden":
-        field = error["loc"][-1]
-        if len(error["loc"]) == 1:
+        field = loc[-1]
+        if len(loc) == 1 and field in _WANDB_ONLY_FIELDS:
+            message = _WANDB_ONLY_FIELDS[field]
+        elif len(loc) == 1:
             message = f"unknown field '{field}'; a sweep spec accepts: {_TOP_LEVEL_FIELDS}."
+        elif loc[0] == "early_terminate":
+            message = f"unknown field '{field}' for this early_terminate type; remove it."
         else:
             message = f"unknown field '{field}'; remove it or check its spelling."
     elif error["type"] == "missing":
         message = "this field is required."
+    elif error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        path = f"{path}.type" if not path.endswith("type") else path
+        message = f"early_terminate `type` must be one of: {', '.join(_STOPPING_TYPES)}."
+    elif loc == ["method"]:
+        message = (
+            f"unknown method {json.dumps(error.get('input'))}; use one of: {', '.join(METHODS)}."
+        )
     else:
         message = f"{error['msg']} (got {json.dumps(error.get('input'), default=str)[:80]})."
     return SpecProblem(path=path, message=message)
@@ -240,15 +330,7 @@ def _problem_from_pydantic(error: dict[str, Any]) -> SpecProblem:
 def check_spec(spec: SweepSpec) -> list[SpecProblem]:
     """Rules that span fields; returns every problem found (empty when the spec is fine)."""
     problems: list[SpecProblem] = []
-    if spec.method not in SUPPORTED_METHODS:
-        problems.append(
-            SpecProblem(
-                path="method",
-                message=f"method '{spec.method}' is not available in this version; "
-                f"use one of: {', '.join(SUPPORTED_METHODS)}.",
-            )
-        )
-    if spec.trial is None and spec.program is None:
+    if spec.trial is None:
         problems.append(
             SpecProblem(
                 path="trial",
@@ -256,15 +338,7 @@ def check_spec(spec: SweepSpec) -> list[SpecProblem]:
                 "`data` entry points ('module:function').",
             )
         )
-    if spec.program is not None and spec.trial is None:
-        problems.append(
-            SpecProblem(
-                path="program",
-                message="`program` sweeps are not available in this version; add a `trial:` "
-                "section with `hypermodel` and `data` entry points instead.",
-            )
-        )
-    if spec.trial is not None:
+    else:
         for field in ("hypermodel", "data"):
             value = getattr(spec.trial, field)
             if not _ENTRY_POINT.match(value):
@@ -283,58 +357,85 @@ def check_spec(spec: SweepSpec) -> list[SpecProblem]:
                 "`metric: {name: val_accuracy, goal: maximize}`.",
             )
         )
-    if not spec.parameters:
+    if spec.parameters is not None:
+        problems.extend(check_parameters("parameters", spec.parameters, spec.method))
+    if spec.method == "hyperband" and spec.trial is not None and spec.trial.fit.epochs < 2:
         problems.append(
             SpecProblem(
-                path="parameters",
-                message="give at least one parameter to search, e.g. "
-                "`parameters: {units: {values: [32, 64]}}`.",
+                path="trial.fit.epochs",
+                message="method 'hyperband' gives trials budgets up to `fit.epochs`; set it "
+                "to the most epochs one trial may train (at least 2, e.g. 27).",
             )
         )
-    else:
-        for name, parameter in spec.parameters.items():
-            problems.extend(check_parameter(f"parameters.{name}", parameter, spec.method))
-    if spec.run_cap is None and spec.method != "grid":
-        problems.append(
-            SpecProblem(
-                path="run_cap",
-                message=f"method '{spec.method}' never runs out of trials; set `run_cap` "
-                "to the most trials to run.",
-            )
-        )
+    if isinstance(spec.early_terminate, HyperbandStopping):
+        problems.extend(_check_hyperband_stopping(spec.early_terminate))
     return problems
 
 
-_NEEDS_MIN_MAX = {
-    "int_uniform",
-    "uniform",
-    "log_uniform",
-    "log_uniform_values",
-    "inv_log_uniform",
-    "inv_log_uniform_values",
-    "q_uniform",
-    "q_log_uniform",
-    "q_log_uniform_values",
-}
-_POSITIVE_BOUNDS = {"log_uniform_values", "inv_log_uniform_values", "q_log_uniform_values"}
+def _check_hyperband_stopping(config: HyperbandStopping) -> list[SpecProblem]:
+    given = config.model_fields_set
+    if "min_iter" not in given and not {"max_iter", "s"} <= given:
+        return [
+            SpecProblem(
+                path="early_terminate",
+                message="hyperband needs `min_iter` (the first band), or `max_iter` and `s` "
+                "(the last band and how many bands below it).",
+            )
+        ]
+    if not config.bands():
+        return [
+            SpecProblem(
+                path="early_terminate",
+                message="these settings give no band to judge trials at; increase `s`, "
+                "decrease `eta`, or increase `max_iter`.",
+            )
+        ]
+    return []
 
 
-def check_parameter(path: str, parameter: ParameterSpec, method: str) -> list[SpecProblem]:
-    """Problems with one parameter (and its nested parameters)."""
-    problems: list[SpecProblem] = []
-    if parameter.parameters is not None:
-        for name, child in parameter.parameters.items():
-            problems.extend(check_parameter(f"{path}.parameters.{name}", child, method))
-        return problems
-    distribution = parameter.resolved_distribution()
-    if distribution is None:
+def check_parameters(
+    path: str, parameters: dict[str, ParameterSpec], method: str
+) -> list[SpecProblem]:
+    """Problems with a `parameters` mapping (top level or nested)."""
+    if not parameters:
         return [
             SpecProblem(
                 path=path,
-                message="give `value`, `values`, `min` and `max`, or a `distribution` "
-                "with its arguments.",
+                message="give at least one parameter, e.g. `units: {values: [32, 64]}`; or "
+                "leave `parameters` out to search the space `build(hp)` declares.",
             )
         ]
+    problems: list[SpecProblem] = []
+    for name, parameter in parameters.items():
+        if not _PARAMETER_NAME.match(name):
+            problems.append(
+                SpecProblem(
+                    path=f"{path}.{name}",
+                    message=f"'{name}' is not a valid parameter name; start with a letter or "
+                    "'_' and use only letters, digits, '_', '.' and '-'.",
+                )
+            )
+        problems.extend(check_parameter(f"{path}.{name}", parameter, method))
+    return problems
+
+
+def check_parameter(path: str, parameter: ParameterSpec, method: str) -> list[SpecProblem]:
+    """Problems with one parameter (and its nested parameters), by W&B's rules."""
+    given = parameter.given_fields() - {"distribution"}
+    if "parameters" in given:
+        if given != {"parameters"} or parameter.distribution is not None:
+            extra = sorted(given - {"parameters"} | ({"distribution"} & parameter.given_fields()))
+            return [
+                SpecProblem(
+                    path=path,
+                    message=f"a parameter with nested `parameters` takes no other field; "
+                    f"remove {', '.join(extra)}.",
+                )
+            ]
+        return check_parameters(f"{path}.parameters", parameter.parameters or {}, method)
+    distribution = parameter.resolved_distribution()
+    if distribution is None:
+        return [_unmatched_parameter(path, given)]
     if distribution not in DISTRIBUTIONS:
         return [
             SpecProblem(
@@ -343,69 +444,33 @@ def check_parameter(path: str, parameter: ParameterSpec, method: str) -> list[Sp
                 f"{', '.join(DISTRIBUTIONS)}.",
             )
         ]
-    if distribution in ("categorical", "categorical_w_probabilities") and not parameter.values:
-        problems.append(SpecProblem(path=f"{path}.values", message="list at least one value."))
-    if distribution == "categorical_w_probabilities":
-        probabilities = parameter.probabilities or []
-        if len(probabilities) != len(parameter.values or []):
+    problems: list[SpecProblem] = []
+    allowed = set(DISTRIBUTION_FIELDS[distribution])
+    for field in sorted(given - allowed):
+        problems.append(
+            SpecProblem(
+                path=f"{path}.{field}",
+                message=f"distribution '{distribution}' takes no `{field}`; it takes "
+                f"{', '.join(f'`{f}`' for f in DISTRIBUTION_FIELDS[distribution])}.",
+            )
+        )
+    for field in _REQUIRED_FIELDS.get(distribution, ()):
+        if field not in given:
             problems.append(
                 SpecProblem(
-                    path=f"{path}.probabilities",
-                    message="give one probability per value.",
+                    path=f"{path}.{field}",
+                    message=f"distribution '{distribution}' needs `{field}`.",
                 )
             )
-        elif any(p < 0 for p in probabilities) or not math.isclose(sum(probabilities), 1.0):
+    if problems:
+        return problems
+    problems.extend(_check_values(path, parameter, distribution))
+    problems.extend(_check_bounds(path, parameter, distribution))
+    given_shape = [f for f in ("q", "sigma", "a", "b") if f in given]
+    for field in given_shape:
+        if getattr(parameter, field) <= 0:
             problems.append(
-                SpecProblem(
-                    path=f"{path}.probabilities",
-                    message="probabilities must be non-negative and sum to 1.",
-                )
-            )
-    if distribution in _NEEDS_MIN_MAX:
-        for bound in ("min", "max"):
-            if getattr(parameter, bound) is None:
-                problems.append(
-                    SpecProblem(
-                        path=f"{path}.{bound}",
-                        message=f"distribution '{distribution}' needs `{bound}`.",
-                    )
-                )
-        if parameter.min is not None and parameter.max is not None:
-            if parameter.min > parameter.max:
-                problems.append(
-                    SpecProblem(
-                        path=f"{path}.min",
-                        message=f"min ({parameter.min:g}) is greater than max "
-                        f"({parameter.max:g}); swap them.",
-                    )
-                )
-            if distribution in _POSITIVE_BOUNDS and parameter.min <= 0:
-                problems.append(
-                    SpecProblem(
-                        path=f"{path}.min",
-                        message=f"distribution '{distribution}' takes values on a log scale; "
-                        "min must be greater than 0.",
-                    )
-                )
-        if distribution == "int_uniform":
-            for bound in ("min", "max"):
-                value = getattr(parameter, bound)
-                if value is not None and not float(value).is_integer():
-                    problems.append(
-                        SpecProblem(
-                            path=f"{path}.{bound}",
-                            message=f"int_uniform needs whole numbers; got {value}.",
-                        )
-                    )
-    if distribution.startswith("q_") and parameter.q is not None and parameter.q <= 0:
-        problems.append(SpecProblem(path=f"{path}.q", message="q must be greater than 0."))
-    if parameter.sigma is not None and parameter.sigma <= 0:
-        problems.append(SpecProblem(path=f"{path}.sigma", message="sigma must be greater than 0."))
-    for shape in ("a", "b"):
-        value = getattr(parameter, shape)
-        if value is not None and value <= 0:
-            problems.append(
-                SpecProblem(path=f"{path}.{shape}", message=f"{shape} must be greater than 0.")
+                SpecProblem(path=f"{path}.{field}", message=f"{field} must be greater than 0.")
             )
     if method == "grid" and distribution not in ("constant", "categorical", "int_uniform"):
         problems.append(
@@ -413,6 +478,86 @@ def check_parameter(path: str, parameter: ParameterSpec, method: str) -> list[Sp
                 path=path,
                 message=f"grid search needs a finite set of values, but this parameter is "
                 f"'{distribution}'; give `values` instead.",
+            )
+        )
+    return problems
+
+
+def _unmatched_parameter(path: str, given: set[str]) -> SpecProblem:
+    if not given:
+        message = "give `value`, `values`, `min` and `max`, or a `distribution` with its arguments."
+    elif given & {"mu", "sigma", "a", "b", "q"}:
+        message = (
+            f"W&B infers no distribution from {', '.join(sorted(given))}; name it with "
+            "`distribution:` (e.g. normal, log_normal, beta, q_uniform)."
+        )
+    elif given in ({"min"}, {"max"}):
+        missing = "max" if given == {"min"} else "min"
+        return SpecProblem(path=f"{path}.{missing}", message=f"give `{missing}` as well.")
+    else:
+        message = (
+            f"the fields {', '.join(sorted(given))} fit no W&B parameter form; use `value`, "
+            "`values` (with `probabilities`), `min`+`max`, or a `distribution` with its "
+            "arguments."
+        )
+    return SpecProblem(path=path, message=message)
+
+
+def _check_values(path: str, parameter: ParameterSpec, distribution: str) -> list[SpecProblem]:
+    if distribution not in ("categorical", "categorical_w_probabilities"):
+        return []
+    if not parameter.values:
+        return [SpecProblem(path=f"{path}.values", message="list at least one value.")]
+    if distribution == "categorical_w_probabilities":
+        probabilities = parameter.probabilities or []
+        if len(probabilities) != len(parameter.values):
+            return [
+                SpecProblem(
+                    path=f"{path}.probabilities",
+                    message=f"give one probability per value ({len(parameter.values)} values, "
+                    f"{len(probabilities)} probabilities).",
+                )
+            ]
+        if any(p < 0 for p in probabilities) or not math.isclose(
+            sum(probabilities), 1.0, abs_tol=1e-6
+        ):
+            return [
+                SpecProblem(
+                    path=f"{path}.probabilities",
+                    message="probabilities must be non-negative and sum to 1.",
+                )
+            ]
+    return []
+
+
+def _check_bounds(path: str, parameter: ParameterSpec, distribution: str) -> list[SpecProblem]:
+    if "min" not in DISTRIBUTION_FIELDS[distribution]:
+        return []
+    problems: list[SpecProblem] = []
+    low, high = parameter.min, parameter.max
+    if distribution == "int_uniform":
+        for bound, value in (("min", low), ("max", high)):
+            if not _is_int(value):
+                problems.append(
+                    SpecProblem(
+                        path=f"{path}.{bound}",
+                        message=f"int_uniform needs whole numbers; got {value}.",
+                    )
+                )
+    if low >= high:
+        problems.append(
+            SpecProblem(
+                path=f"{path}.min",
+                message=f"min ({low:g}) must be less than max ({high:g}); swap them, or use "
+                "`value` for a constant.",
+            )
+        )
+    if distribution.endswith("_values") and low <= 0:
+        problems.append(
+            SpecProblem(
+                path=f"{path}.min",
+                message=f"distribution '{distribution}' takes values on a log scale; "
+                "min must be greater than 0.",
             )
         )
     return problems

@@ -1,23 +1,95 @@
-"""Search methods behind one small interface (`SearchMethod`)."""
+"""Search methods behind one small interface (`SearchMethod`), and the sweep's search space."""
+
+from __future__ import annotations
+
+import logging
 
 from service.search.base import SearchMethod, Suggestion, TrialRecord
 from service.search.grid_search import GridSearch
+from service.search.keras_tuner_space import SpaceDiscoveryError, discover_space
 from service.search.random_search import RandomSearch
-from service.spec import SweepSpec
+from service.search.space import SearchSpace
+from service.search.stopping import StoppingRule, make_stopping_rule
+from service.spec import SpecProblem, SweepSpec
 
-_METHODS: dict[str, type[SearchMethod]] = {"random": RandomSearch, "grid": GridSearch}
+log = logging.getLogger(__name__)
+
+
+def _method_class(method: str) -> type[SearchMethod]:
+    # Model-based methods import their libraries only when a sweep uses them.
+    if method == "bayes":
+        from service.search.bayes_search import BayesSearch
+
+        return BayesSearch
+    if method == "hyperband":
+        from service.search.hyperband_search import HyperbandSearch
+
+        return HyperbandSearch
+    if method == "tpe":
+        from service.search.tpe_search import TpeSearch
+
+        return TpeSearch
+    return {"random": RandomSearch, "grid": GridSearch}[method]
+
+
+def build_space(spec: SweepSpec) -> SearchSpace:
+    """The sweep's search space: its `parameters`, plus what `build(hp)` declares beyond them.
+
+    The hypermodel is imported and built (as Keras Tuner does) to discover its hyperparameters.
+    When the spec lists `parameters` and the hypermodel cannot be built here, the parameters
+    alone are the space.
+
+    Raises:
+        SpaceDiscoveryError: the spec has no `parameters` and the hypermodel's space cannot be
+            discovered, or the space is empty.
+    """
+    keras_tuner_space = None
+    if spec.trial is not None:
+        try:
+            keras_tuner_space = discover_space(spec.trial.hypermodel)
+        except SpaceDiscoveryError as exc:
+            if spec.parameters is None:
+                raise
+            log.info("searching only the spec's parameters: %s", exc)
+    space = SearchSpace.from_spec(spec, keras_tuner_space)
+    if not len(space):
+        raise SpaceDiscoveryError(
+            "the search space is empty: list hyperparameters in `parameters`, or declare them "
+            "in `build(hp)` with hp.Int / hp.Float / hp.Choice."
+        )
+    return space
 
 
 def make_search_method(spec: SweepSpec) -> SearchMethod:
-    """The search method a spec asks for."""
-    return _METHODS[spec.method](spec)
+    """The search method a spec asks for, with its space and its early-termination rule."""
+    space = build_space(spec)
+    return _method_class(spec.method)(spec, space=space, stopping_rule=make_stopping_rule(spec))
+
+
+def check_search_space(spec: SweepSpec) -> list[SpecProblem]:
+    """Problems with the space a spec searches (empty when fine); meant for submission time.
+
+    Imports and builds the hypermodel when the spec relies on `build(hp)`.
+    """
+    try:
+        space = build_space(spec)
+    except SpaceDiscoveryError as exc:
+        return [SpecProblem(path="trial.hypermodel", message=str(exc))]
+    if spec.method == "grid":
+        return [SpecProblem(path="parameters", message=m) for m in space.check_grid()]
+    return []
 
 
 __all__ = [
     "GridSearch",
     "RandomSearch",
     "SearchMethod",
+    "SearchSpace",
+    "SpaceDiscoveryError",
+    "StoppingRule",
     "Suggestion",
     "TrialRecord",
+    "build_space",
+    "check_search_space",
     "make_search_method",
 ]

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from service.search.space import SearchSpace
 from service.spec import SweepSpec
+
+if TYPE_CHECKING:
+    from service.search.stopping import StoppingRule
 
 
 @dataclass
@@ -43,12 +48,33 @@ class Suggestion:
     parent: int | None = None
 
 
-class SearchMethod(abc.ABC):
-    """Decides what to try next. A search method never trains and never touches storage."""
+FINISHED_STATES = ("completed", "stopped", "failed", "cancelled")
 
-    def __init__(self, spec: SweepSpec, seed: int | None = None):
+
+class SearchMethod(abc.ABC):
+    """Decides what to try next. A search method never trains and never touches storage.
+
+    Args:
+        spec: The sweep spec.
+        seed: Random seed; default: the spec's `seed` (None: not reproducible).
+        space: The search space; default: the spec's `parameters`.
+        stopping_rule: The early-termination rule consulted by `should_stop`, or None.
+    """
+
+    def __init__(
+        self,
+        spec: SweepSpec,
+        seed: int | None = None,
+        space: SearchSpace | None = None,
+        stopping_rule: StoppingRule | None = None,
+    ):
         self.spec = spec
         self.seed = spec.seed if seed is None else seed
+        self.space = space if space is not None else SearchSpace.from_spec(spec)
+        self.stopping_rule = stopping_rule
+        self.metric = spec.metric.name if spec.metric else None
+        self.maximize = bool(spec.metric and spec.metric.goal == "maximize")
+        self.finished: dict[int, TrialRecord] = {}
 
     @abc.abstractmethod
     def suggest(self, number: int, trials: list[TrialRecord]) -> dict[str, Any] | Suggestion | None:
@@ -60,9 +86,72 @@ class SearchMethod(abc.ABC):
         """True when `suggest` returned None only because running trials must end first."""
         return False
 
-    def observe(self, trial: TrialRecord) -> None:  # noqa: B027 - optional hook
-        """Learn from a finished trial (methods that model the objective override this)."""
+    def observe(self, trial: TrialRecord) -> None:
+        """Learn from a finished trial ("completed", "stopped", "failed" or "cancelled").
+
+        Called once per trial when it ends. Passes the trial to the stopping rule, then to
+        `tell` with the value the method should learn (see `objective_for`).
+        """
+        self.finished[trial.number] = trial
+        if self.stopping_rule is not None:
+            self.stopping_rule.trial_ended(trial)
+        self.tell(trial, self.objective_for(trial))
+
+    def tell(self, trial: TrialRecord, value: float | None) -> None:  # noqa: B027 - optional
+        """Learn that `trial` scored `value` (None: nothing to learn); model-based methods
+        override this."""
 
     def should_stop(self, trial: TrialRecord, trials: list[TrialRecord]) -> bool:
-        """Whether a running trial should end early (early-termination rules override this)."""
-        return False
+        """Whether a running trial should end early, by the spec's `early_terminate` rule."""
+        if self.stopping_rule is None:
+            return False
+        return self.stopping_rule.should_stop(trial, trials)
+
+    def objective_for(self, trial: TrialRecord) -> float | None:
+        """The value to learn from a finished trial, with W&B's `metric.impute` for failures.
+
+        A completed or stopped trial gives its objective (its last value of the metric). A
+        failed or cancelled one gives, by `impute`: `worst` (default) or `best` value of any
+        finished trial, or its own `latest` reported value (else the worst); None when no trial
+        has a value yet.
+        """
+        own = trial.objective if _finite(trial.objective) else _latest(trial, self.metric)
+        if trial.state in ("completed", "stopped"):
+            return own
+        impute = self.spec.metric.impute if self.spec.metric else "worst"
+        if impute == "latest" and own is not None:
+            return own
+        seen = [
+            value
+            for record in self.finished.values()
+            if record.state in ("completed", "stopped")
+            for value in [record.objective if _finite(record.objective) else None]
+            if value is not None
+        ]
+        if not seen:
+            return None
+        best = max(seen) if self.maximize else min(seen)
+        worst = min(seen) if self.maximize else max(seen)
+        return best if impute == "best" else worst
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _latest(trial: TrialRecord, metric: str | None) -> float | None:
+    for entry in reversed(trial.history):
+        value = entry.get("metrics", {}).get(metric) if metric else None
+        if _finite(value):
+            return float(value)
+    return None
+
+
+def metric_history(trial: TrialRecord, metric: str) -> list[tuple[int, float]]:
+    """`(step, value)` for each report of `trial` with a finite value of `metric`, by step."""
+    points = []
+    for entry in trial.history:
+        value = entry.get("metrics", {}).get(metric)
+        if _finite(value):
+            points.append((int(entry["step"]), float(value)))
+    return sorted(points)

@@ -1,4 +1,21 @@
-"""Sampling of W&B sweep parameters, with W&B's meaning for every distribution."""
+"""W&B's parameter distributions, each as a map from a quantile in [0, 1] to a value.
+
+Every distribution is sampled the way W&B's sweep engine samples it: draw `u ~ U(0, 1)` and take
+the distribution's quantile function (`ppf`) at `u`. Search methods that model the objective
+(bayes, tpe) search in the same unit space, so every distribution, bounded or not, is searchable.
+
+W&B's meanings, per distribution:
+
+- `int_uniform`: integers `min..max`, both included. `uniform`: reals in `[min, max]`.
+- `log_uniform`: `exp(U(min, max))` (`min`/`max` are natural-log exponents).
+  `log_uniform_values`: log-uniform between the values `min` and `max`.
+- `inv_log_uniform`: `exp(-U(min, max))`. `inv_log_uniform_values`: `1/X` where `log(X)` is uniform
+  between `log(1/max)` and `log(1/min)`, so values lie in `[min, max]`.
+- `normal`: N(mu, sigma). `log_normal`: `exp(N(mu, sigma))`. `beta`: Beta(a, b).
+- `q_*`: the value rounded to a multiple of `q` (`round(x / q) * q`); an integer when `q` is
+  written as an integer, a float otherwise (W&B's default `q` is 1.0).
+- `categorical_w_probabilities`: value `i` with probability `probabilities[i]`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +23,63 @@ import math
 import random
 from typing import Any
 
+from scipy import stats
+
 from service.spec import ParameterSpec
+
+# Unbounded distributions have infinite quantiles at 0 and 1; searchers may propose the edges.
+_EDGE = 1e-9
+
+
+def ppf(parameter: ParameterSpec, u: float) -> Any:
+    """The value of a (non-nested) parameter at quantile `u` in [0, 1]."""
+    distribution = parameter.resolved_distribution()
+    low, high = parameter.min, parameter.max
+    match distribution:
+        case "constant":
+            return parameter.value
+        case "categorical":
+            return parameter.values[_index(u, len(parameter.values))]
+        case "categorical_w_probabilities":
+            cumulative = 0.0
+            for value, probability in zip(
+                parameter.values, parameter.probabilities or [], strict=True
+            ):
+                cumulative += probability
+                if u < cumulative:
+                    return value
+            return parameter.values[-1]
+        case "int_uniform":
+            return int(low) + _index(u, int(high) - int(low) + 1)
+        case "uniform":
+            return _lerp(low, high, u)
+        case "q_uniform":
+            return _quantize(_lerp(low, high, u), parameter.q)
+        case "log_uniform":
+            return math.exp(_lerp(low, high, u))
+        case "q_log_uniform":
+            return _quantize(math.exp(_lerp(low, high, u)), parameter.q)
+        case "log_uniform_values":
+            return math.exp(_lerp(math.log(low), math.log(high), u))
+        case "q_log_uniform_values":
+            return _quantize(math.exp(_lerp(math.log(low), math.log(high), u)), parameter.q)
+        case "inv_log_uniform":
+            return math.exp(-_lerp(low, high, 1.0 - u))
+        case "inv_log_uniform_values":
+            return math.exp(-_lerp(-math.log(high), -math.log(low), 1.0 - u))
+        case "normal":
+            return _normal(parameter, u)
+        case "q_normal":
+            return _quantize(_normal(parameter, u), parameter.q)
+        case "log_normal":
+            return math.exp(_normal(parameter, u))
+        case "q_log_normal":
+            return _quantize(math.exp(_normal(parameter, u)), parameter.q)
+        case "beta":
+            return float(stats.beta.ppf(u, parameter.a, parameter.b))
+        case "q_beta":
+            return _quantize(float(stats.beta.ppf(u, parameter.a, parameter.b)), parameter.q)
+    raise ValueError(f"unknown distribution {distribution!r}")
 
 
 def sample_parameters(parameters: dict[str, ParameterSpec], rng: random.Random) -> dict[str, Any]:
@@ -15,59 +88,10 @@ def sample_parameters(parameters: dict[str, ParameterSpec], rng: random.Random) 
 
 
 def sample_parameter(parameter: ParameterSpec, rng: random.Random) -> Any:
-    """Draw one value of one parameter."""
+    """Draw one value of one parameter (a dict for nested parameters)."""
     if parameter.parameters is not None:
         return sample_parameters(parameter.parameters, rng)
-    distribution = parameter.resolved_distribution()
-    low, high = parameter.min, parameter.max
-    q = parameter.q if parameter.q is not None else 1.0
-    mu = parameter.mu if parameter.mu is not None else 0.0
-    sigma = parameter.sigma if parameter.sigma is not None else 1.0
-    a = parameter.a if parameter.a is not None else 1.0
-    b = parameter.b if parameter.b is not None else 1.0
-    match distribution:
-        case "constant":
-            return parameter.value
-        case "categorical":
-            return rng.choice(parameter.values)
-        case "categorical_w_probabilities":
-            return rng.choices(parameter.values, weights=parameter.probabilities)[0]
-        case "int_uniform":
-            return rng.randint(int(low), int(high))
-        case "uniform":
-            return rng.uniform(low, high)
-        case "q_uniform":
-            return _quantize(rng.uniform(low, high), q)
-        case "log_uniform":
-            return math.exp(rng.uniform(low, high))
-        case "q_log_uniform":
-            return _quantize(math.exp(rng.uniform(low, high)), q)
-        case "log_uniform_values":
-            return math.exp(rng.uniform(math.log(low), math.log(high)))
-        case "q_log_uniform_values":
-            return _quantize(math.exp(rng.uniform(math.log(low), math.log(high))), q)
-        case "inv_log_uniform":
-            return math.exp(-rng.uniform(low, high))
-        case "inv_log_uniform_values":
-            return 1.0 / math.exp(rng.uniform(math.log(1.0 / high), math.log(1.0 / low)))
-        case "normal":
-            return rng.gauss(mu, sigma)
-        case "q_normal":
-            return _quantize(rng.gauss(mu, sigma), q)
-        case "log_normal":
-            return math.exp(rng.gauss(mu, sigma))
-        case "q_log_normal":
-            return _quantize(math.exp(rng.gauss(mu, sigma)), q)
-        case "beta":
-            return rng.betavariate(a, b)
-        case "q_beta":
-            return _quantize(rng.betavariate(a, b), q)
-    raise ValueError(f"unknown distribution {distribution!r}")
-
-
-def _quantize(value: float, q: float) -> float:
-    quantized = round(value / q) * q
-    return int(quantized) if float(q).is_integer() else quantized
+    return ppf(parameter, rng.random())
 
 
 def grid_values(parameter: ParameterSpec) -> list[Any]:
@@ -79,4 +103,27 @@ def grid_values(parameter: ParameterSpec) -> list[Any]:
         return list(parameter.values)
     if distribution == "int_uniform":
         return list(range(int(parameter.min), int(parameter.max) + 1))
-    raise ValueError(f"grid search cannot enumerate a '{distribution}' parameter")
+    raise ValueError(
+        f"grid search cannot enumerate a '{distribution}' parameter; give `values` instead."
+    )
+
+
+def _index(u: float, count: int) -> int:
+    return min(int(u * count), count - 1)
+
+
+def _lerp(low: float, high: float, u: float) -> float:
+    return low + (high - low) * u
+
+
+def _normal(parameter: ParameterSpec, u: float) -> float:
+    u = min(max(u, _EDGE), 1.0 - _EDGE)
+    return float(stats.norm.ppf(u, loc=parameter.mu, scale=parameter.sigma))
+
+
+def _quantize(value: float, q: int | float) -> int | float:
+    quantized = round(value / q) * q
+    # W&B returns integers only when `q` itself is an integer.
+    if isinstance(q, int) and not isinstance(q, bool):
+        return int(quantized)
+    return float(quantized)

@@ -6,11 +6,10 @@ import random
 from typing import Any
 
 from service.search.base import SearchMethod, TrialRecord
-from service.search.distributions import sample_parameters
 
 
 class RandomSearch(SearchMethod):
-    """Draws each trial's configuration independently.
+    """Draws each trial's configuration independently, each parameter from its distribution.
 
     Trial `n` of a seeded sweep always gets the same configuration, so a restarted controller
     suggests what it would have suggested before.
@@ -18,4 +17,4 @@ class RandomSearch(SearchMethod):
 
     def suggest(self, number: int, trials: list[TrialRecord]) -> dict[str, Any] | None:
         rng = random.Random(None if self.seed is None else f"{self.seed}:{number}")
-        return sample_parameters(self.spec.parameters or {}, rng)
+        return self.space.sample(rng)

@@ -1,0 +1,105 @@
+"""Drives a Keras Tuner oracle in ask-and-tell fashion (the base of bayes and hyperband).
+
+The oracle searches a Keras Tuner space: hyperparameters `build(hp)` declares keep their own
+`hp.Int/Float/Choice/...` objects (and conditions); a W&B parameter becomes `hp.Choice` over the
+indices of its values when categorical, otherwise `hp.Float` over its quantile in [0, 1], mapped
+back through the W&B distribution (so normal, beta, ... are searchable too).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+from service.search.base import SearchMethod, TrialRecord, metric_history
+from service.search.space import KerasTunerDimension, nest
+
+
+class KerasTunerOracleSearch(SearchMethod):
+    """A search method that asks a Keras Tuner oracle (`make_oracle`) what to try next."""
+
+    def __init__(self, spec, seed=None, space=None, stopping_rule=None):
+        super().__init__(spec, seed, space, stopping_rule)
+        import keras_tuner as kt
+
+        self._kt = kt
+        self._directory = tempfile.TemporaryDirectory(prefix="ktsweep-oracle-")
+        self.oracle = self.make_oracle(
+            objective=kt.Objective("score", "max" if self.maximize else "min"),
+            hyperparameters=self._oracle_space(),
+            # Keras Tuner draws a random seed for 0 or None; keep 0 reproducible.
+            seed=None if self.seed is None else int(self.seed) % (2**31 - 1) + 1,
+        )
+        self.oracle._set_project_dir(self._directory.name, "oracle")
+        self.oracle.verbose = 0
+        self._trial_ids: dict[int, str] = {}
+        self._numbers: dict[str, int] = {}
+        self._waiting = False
+
+    def make_oracle(self, objective: Any, hyperparameters: Any, seed: int | None) -> Any:
+        """The Keras Tuner oracle to drive."""
+        raise NotImplementedError
+
+    def suggest(self, number: int, trials: list[TrialRecord]) -> dict[str, Any] | Any | None:
+        trial = self.oracle.create_trial(f"ktsweep-{number}")
+        self._waiting = trial.status == "IDLE"
+        if trial.status != "RUNNING":
+            return None
+        self._trial_ids[number] = trial.trial_id
+        self._numbers[trial.trial_id] = number
+        return self.make_suggestion(trial.hyperparameters.values)
+
+    def make_suggestion(self, values: dict[str, Any]) -> dict[str, Any] | Any:
+        """What `suggest` returns for the oracle's `values`."""
+        return self.config_from_values(values)
+
+    def is_waiting(self, trials: list[TrialRecord]) -> bool:
+        return self._waiting
+
+    def tell(self, trial: TrialRecord, value: float | None) -> None:
+        trial_id = self._trial_ids.get(trial.number)
+        if trial_id is None or trial_id not in self.oracle.trials:
+            return
+        points = metric_history(trial, self.metric) if self.metric else []
+        if trial.state in ("completed", "stopped") and points:
+            # Keras Tuner scores a trial by its best step, as its own tuners do.
+            for step, point in points:
+                self.oracle.update_trial(trial_id, {"score": point}, step=step)
+        elif value is not None:
+            self.oracle.update_trial(trial_id, {"score": value})
+        kt_trial = self.oracle.trials[trial_id]
+        kt_trial.status = "COMPLETED" if (points or value is not None) else "FAILED"
+        self.oracle.end_trial(kt_trial)
+
+    def _oracle_space(self) -> Any:
+        kt = self._kt
+        space = kt.HyperParameters()
+        for dimension in self.space.dimensions:
+            if isinstance(dimension, KerasTunerDimension):
+                space.merge([dimension.hp])
+            elif dimension.is_constant:
+                continue
+            elif dimension.choices is not None:
+                space.Choice(dimension.name, list(range(len(dimension.choices))), ordered=False)
+            else:
+                space.Float(dimension.name, 0.0, 1.0)
+        return space
+
+    def config_from_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The configuration for the oracle's (flat) `values`."""
+        flat: dict[str, Any] = {}
+        for dimension in self.space.dimensions:
+            if not dimension.is_active(flat):
+                continue
+            if isinstance(dimension, KerasTunerDimension):
+                if dimension.name in values:
+                    flat[dimension.name] = values[dimension.name]
+                elif dimension.is_constant:
+                    flat[dimension.name] = dimension.from_unit(0.0)
+            elif dimension.is_constant:
+                flat[dimension.name] = dimension.from_unit(0.0)
+            elif dimension.choices is not None:
+                flat[dimension.name] = dimension.choices[int(values[dimension.name])]
+            else:
+                flat[dimension.name] = dimension.from_unit(float(values[dimension.name]))
+        return nest(flat)

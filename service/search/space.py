@@ -1,0 +1,215 @@
+"""A sweep's search space: W&B parameters and Keras Tuner hyperparameters behind one interface.
+
+Every dimension maps a quantile `u` in [0, 1] to a value (`from_unit`), lists its values when it
+has finitely many (`grid_values`), and says whether it is active for a configuration (Keras
+Tuner's conditional scopes). Random search draws `u` uniformly; bayes and tpe search over `u`.
+
+Names: a nested W&B parameter `optimizer.parameters.lr` is the dimension `optimizer/lr`, the name
+Keras Tuner gives `hp.Float("lr")` inside `hp.name_scope("optimizer")`, so a spec's parameters
+override the hyperparameters `build(hp)` declares under the same name. Configurations come out
+nested by "/" (`{"optimizer": {"lr": ...}}`), as W&B nests them; the worker flattens them back.
+"""
+
+from __future__ import annotations
+
+import abc
+import random
+from typing import Any
+
+from service.search import distributions
+from service.spec import ParameterSpec, SweepSpec
+
+
+class Dimension(abc.ABC):
+    """One searchable (or constant) entry of the space."""
+
+    name: str
+
+    @abc.abstractmethod
+    def from_unit(self, u: float) -> Any:
+        """The value at quantile `u` in [0, 1]."""
+
+    @abc.abstractmethod
+    def grid_values(self) -> list[Any]:
+        """Every value, for grid search; raises `ValueError` for a continuous dimension."""
+
+    @property
+    def choices(self) -> list[Any] | None:
+        """The unordered values of a categorical dimension, else None."""
+        return None
+
+    @property
+    def is_constant(self) -> bool:
+        return False
+
+    def is_active(self, values: dict[str, Any]) -> bool:
+        """Whether the dimension applies, given the (flat) values chosen so far."""
+        return True
+
+
+class WandbDimension(Dimension):
+    """A W&B sweep parameter (one leaf of `parameters`)."""
+
+    def __init__(self, name: str, parameter: ParameterSpec):
+        self.name = name
+        self.parameter = parameter
+        self.distribution = parameter.resolved_distribution()
+
+    def from_unit(self, u: float) -> Any:
+        return distributions.ppf(self.parameter, u)
+
+    def grid_values(self) -> list[Any]:
+        return distributions.grid_values(self.parameter)
+
+    @property
+    def choices(self) -> list[Any] | None:
+        if self.distribution in ("categorical", "categorical_w_probabilities"):
+            return list(self.parameter.values)
+        return None
+
+    @property
+    def is_constant(self) -> bool:
+        return self.distribution == "constant"
+
+    def __repr__(self) -> str:
+        return f"WandbDimension({self.name!r}, {self.distribution})"
+
+
+class KerasTunerDimension(Dimension):
+    """A hyperparameter declared by `build(hp)` (`hp.Int`, `hp.Float`, `hp.Choice`, ...)."""
+
+    def __init__(self, hyperparameter: Any):
+        self.hp = hyperparameter
+        self.name = hyperparameter.name
+        self.kind = type(hyperparameter).__name__
+
+    def from_unit(self, u: float) -> Any:
+        if self.kind == "Fixed":
+            return self.hp.value
+        return self.hp.prob_to_value(min(u, 1.0 - 1e-12))
+
+    def grid_values(self) -> list[Any]:
+        if self.kind == "Fixed":
+            return [self.hp.value]
+        if self.kind == "Float" and self.hp.step is None:
+            raise ValueError(
+                f"grid search cannot enumerate hp.Float('{self.name}') without a `step`; give "
+                "it a step, or override it in `parameters` with `values`."
+            )
+        return list(self.hp.values)
+
+    @property
+    def choices(self) -> list[Any] | None:
+        if self.kind in ("Choice", "Boolean"):
+            return list(self.hp.values)
+        return None
+
+    @property
+    def is_constant(self) -> bool:
+        return self.kind == "Fixed"
+
+    def is_active(self, values: dict[str, Any]) -> bool:
+        return all(condition.is_active(values) for condition in self.hp.conditions)
+
+    def __repr__(self) -> str:
+        return f"KerasTunerDimension({self.name!r}, {self.kind})"
+
+
+class SearchSpace:
+    """The dimensions of a sweep, in order (a conditional one after the one it depends on).
+
+    Args:
+        dimensions: The dimensions, names unique.
+    """
+
+    def __init__(self, dimensions: list[Dimension]):
+        self.dimensions = dimensions
+
+    @classmethod
+    def from_spec(cls, spec: SweepSpec, keras_tuner_space: Any = None) -> SearchSpace:
+        """The space of a spec: its W&B `parameters`, plus the hyperparameters of
+        `keras_tuner_space` (a `keras_tuner.HyperParameters`) that the parameters do not name."""
+        wandb = list(_wandb_dimensions(spec.parameters or {}))
+        named = {dimension.name for dimension in wandb}
+        keras_tuner = []
+        if keras_tuner_space is not None:
+            keras_tuner = [
+                KerasTunerDimension(hp) for hp in keras_tuner_space.space if hp.name not in named
+            ]
+        return cls([*wandb, *keras_tuner])
+
+    def __len__(self) -> int:
+        return len(self.dimensions)
+
+    def config_from_units(self, units: dict[str, float]) -> dict[str, Any]:
+        """The configuration at the quantiles `units` (one per dimension name; a missing one is
+        drawn at 0.5), leaving out inactive dimensions; nested by "/"."""
+        flat: dict[str, Any] = {}
+        for dimension in self.dimensions:
+            if dimension.is_active(flat):
+                flat[dimension.name] = dimension.from_unit(units.get(dimension.name, 0.5))
+        return nest(flat)
+
+    def sample(self, rng: random.Random) -> dict[str, Any]:
+        """One configuration drawn at random (every dimension's own distribution)."""
+        flat: dict[str, Any] = {}
+        for dimension in self.dimensions:
+            if dimension.is_active(flat):
+                flat[dimension.name] = dimension.from_unit(rng.random())
+        return nest(flat)
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Every combination of values, in a fixed order, inactive dimensions left out."""
+        combos: list[dict[str, Any]] = [{}]
+        for dimension in self.dimensions:
+            values = None
+            grown: list[dict[str, Any]] = []
+            for combo in combos:
+                if not dimension.is_active(combo):
+                    grown.append(combo)
+                    continue
+                values = dimension.grid_values() if values is None else values
+                grown.extend({**combo, dimension.name: value} for value in values)
+            combos = grown
+        return [nest(combo) for combo in combos]
+
+    def check_grid(self) -> list[str]:
+        """Why a grid search over this space is impossible (empty when it is possible)."""
+        problems = []
+        for dimension in self.dimensions:
+            try:
+                dimension.grid_values()
+            except ValueError as exc:
+                problems.append(str(exc))
+        return problems
+
+
+def _wandb_dimensions(parameters: dict[str, ParameterSpec], prefix: str = ""):
+    for name, parameter in parameters.items():
+        if parameter.parameters is not None:
+            yield from _wandb_dimensions(parameter.parameters, f"{prefix}{name}/")
+        else:
+            yield WandbDimension(f"{prefix}{name}", parameter)
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """`{"a/b": 1, "c": 2}` -> `{"a": {"b": 1}, "c": 2}`."""
+    config: dict[str, Any] = {}
+    for name, value in flat.items():
+        node = config
+        *parents, leaf = name.split("/")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return config
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The inverse of `nest`."""
+    flat: dict[str, Any] = {}
+    for name, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{name}/"))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
