@@ -28,4 +28,5 @@ def schedule_value(schedule: Any, step: int) -> float:
 
 def fixed_value(optimizer: Any) -> float:
     """Returns the current value of an optimizer's fixed learning rate."""
-    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    # `float()` on the variable is the cheapest read on every backend (tens of microseconds).
+    return float(optimizer.learning_rate)
