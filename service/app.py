@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -22,6 +23,13 @@ from service.scheduler import Scheduler
 from service.spec import SpecError
 
 API_PREFIX = "/api/v1"
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped, so any text (even a lone surrogate) can be sent back."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False).encode("ascii")
 
 
 def create_app(settings: Settings | None = None, executor=None) -> FastAPI:
@@ -68,6 +76,7 @@ def create_app(settings: Settings | None = None, executor=None) -> FastAPI:
         version="0.1.0",
         summary="Hyperparameter sweeps of Keras models on Ray, tracked in W&B.",
         lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
     )
     app.state.settings = settings
     app.state.sessions = sessions
@@ -94,8 +103,10 @@ def create_app(settings: Settings | None = None, executor=None) -> FastAPI:
 
         if not ray.is_initialized():
             problems.append("ray: not connected")
+        if not scheduler.is_alive:
+            problems.append("scheduler: not running")
         if problems:
-            return JSONResponse(
+            return SafeJSONResponse(
                 status_code=503, content={"status": "not ready", "problems": problems}
             )
         return {"status": "ready"}
@@ -114,7 +125,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SpecError)
     async def spec_error(_request: Request, exc: SpecError):
         problems = [{"path": p.path, "msg": p.message} for p in exc.problems]
-        return JSONResponse(status_code=422, content={"detail": problems})
+        return SafeJSONResponse(status_code=422, content={"detail": problems})
 
     @app.exception_handler(RequestValidationError)
     async def request_error(_request: Request, exc: RequestValidationError):
@@ -125,28 +136,28 @@ def _install_error_handlers(app: FastAPI) -> None:
             }
             for error in exc.errors()
         ]
-        return JSONResponse(status_code=422, content={"detail": problems})
+        return SafeJSONResponse(status_code=422, content={"detail": problems})
 
     @app.exception_handler(store.CursorError)
     async def cursor_error(_request: Request, exc: store.CursorError):
-        return JSONResponse(
+        return SafeJSONResponse(
             status_code=422, content={"detail": [{"path": "cursor", "msg": str(exc)}]}
         )
 
     @app.exception_handler(AuthError)
     async def auth_error(_request: Request, exc: AuthError):
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        return JSONResponse(
+        return SafeJSONResponse(
             status_code=exc.status_code, content={"detail": str(exc)}, headers=headers
         )
 
     @app.exception_handler(store.NotFoundError)
     async def not_found(_request: Request, exc: store.NotFoundError):
-        return JSONResponse(status_code=404, content={"detail": str(exc)})
+        return SafeJSONResponse(status_code=404, content={"detail": str(exc)})
 
     @app.exception_handler(store.ConflictError)
     async def conflict(_request: Request, exc: store.ConflictError):
-        return JSONResponse(status_code=409, content={"detail": str(exc)})
+        return SafeJSONResponse(status_code=409, content={"detail": str(exc)})
 
 
 def _install_openapi(app: FastAPI) -> None:
@@ -157,7 +168,18 @@ def _install_openapi(app: FastAPI) -> None:
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(spec_schema.pop("$defs", {}))
             components["SweepSpec"] = spec_schema
+            _drop_unreachable_validation_errors(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi
+
+
+def _drop_unreachable_validation_errors(schema: dict) -> None:
+    """FastAPI documents a 422 for every operation with parameters; keep it only where input
+    can actually be invalid (a request body, or query parameters)."""
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            has_query = any(p.get("in") == "query" for p in operation.get("parameters", []))
+            if "requestBody" not in operation and not has_query:
+                operation.get("responses", {}).pop("422", None)

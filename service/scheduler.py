@@ -98,6 +98,11 @@ class Scheduler:
         if self._thread is not None:
             self._thread.join(timeout=10)
 
+    @property
+    def is_alive(self) -> bool:
+        """Whether the scheduling thread is running."""
+        return self._thread is not None and self._thread.is_alive()
+
     def sweep_submitted(self, sweep_id: str) -> None:
         self._slot_freed_at[sweep_id] = time.monotonic()
         self.notify()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,12 @@ def store_sweep(
     trial_state: str = "completed",
     goal: str = "maximize",
     run_cap: int = 2,
+    max_retries: int = 0,
+    started_at: datetime | None = None,
 ) -> Sweep:
     """Store a sweep (paused by default, so the scheduler leaves it alone) and its trials."""
     spec = {**DIGITS_SPEC, "metric": {"name": "val_accuracy", "goal": goal}, "run_cap": run_cap}
+    spec["trial"] = {**DIGITS_SPEC["trial"], "max_retries": max_retries}
     with client.app_state.sessions() as session:
         sweep = Sweep(id=uuid.uuid4().hex[:12], name="stored", state=state, spec=spec)
         session.add(sweep)
@@ -62,6 +66,9 @@ def store_sweep(
                     hyperparameters={"units": 16},
                     metrics={} if objective is None else {"val_accuracy": objective},
                     objective=objective,
+                    attempts=1,
+                    started_at=started_at,
+                    heartbeat_at=started_at,
                 )
             )
         session.commit()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 
@@ -12,7 +12,7 @@ from service.api.presenters import sweep_out, trial_out
 from service.entry_policy import check_entry_points
 from service.models import SweepState, TrialState
 from service.schemas import ErrorOut, ProblemList, SweepList, SweepOut, TrialList, TrialOut
-from service.spec import SweepSpec, load_spec_text, parse_spec
+from service.spec import SpecError, SpecProblem, SweepSpec, load_spec_text, parse_spec
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
@@ -41,6 +41,25 @@ _FOUND = {**_AUTH, 404: {"model": ErrorOut}}
 _LIFECYCLE = {**_FOUND, 409: {"model": ErrorOut}}
 
 
+def reject_unencodable_text(data: Any, path: str = "") -> None:
+    """Refuse strings that cannot be stored as UTF-8 (lone surrogates from JSON escapes)."""
+    if isinstance(data, str):
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError:
+            message = (
+                "this text holds a lone surrogate (an invalid \\uD800-\\uDFFF escape); fix it."
+            )
+            raise SpecError([SpecProblem(path=path, message=message)]) from None
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            reject_unencodable_text(key, path)
+            reject_unencodable_text(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            reject_unencodable_text(value, f"{path}.{index}" if path else str(index))
+
+
 @router.post(
     "",
     status_code=201,
@@ -52,6 +71,7 @@ _LIFECYCLE = {**_FOUND, 409: {"model": ErrorOut}}
 async def submit_sweep(request: Request, session: SessionDep, scheduler: SchedulerDep):
     """Submit a sweep spec (JSON, or YAML with `Content-Type: application/yaml`)."""
     raw = load_spec_text(await request.body())
+    reject_unencodable_text(raw)
     spec = parse_spec(raw)
     check_entry_points(spec, request.app.state.settings)
     sweep = store.create_sweep(session, spec, raw)
