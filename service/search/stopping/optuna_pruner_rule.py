@@ -75,7 +75,7 @@ class OptunaPrunerRule(StoppingRule):
             optuna_trial.report(value, step)
             self._last_step[trial.number] = step
             # Asked at every step: successive halving records each rung as it is reached.
-            prune = optuna_trial.should_prune()
+            prune = bool(optuna_trial.should_prune())
         return prune
 
     def _replay(self, trial: TrialRecord, end: bool = True) -> None:
