@@ -544,12 +544,19 @@ def _check_bounds(path: str, parameter: ParameterSpec, distribution: str) -> lis
                         message=f"int_uniform needs whole numbers; got {value}.",
                     )
                 )
-    if low >= high:
+    if low > high:
         problems.append(
             SpecProblem(
                 path=f"{path}.min",
-                message=f"min ({low:g}) must be less than max ({high:g}); swap them, or use "
-                "`value` for a constant.",
+                message=f"min ({low:g}) is greater than max ({high:g}); swap them.",
+            )
+        )
+    elif low == high:
+        problems.append(
+            SpecProblem(
+                path=f"{path}.min",
+                message=f"min ({low:g}) equals max; W&B needs min below max. For a constant, "
+                "write `value` instead.",
             )
         )
     if distribution.endswith("_values") and low <= 0:

@@ -140,7 +140,11 @@ def test_every_method_is_accepted(method):
 
 
 def test_min_greater_than_max_is_named_with_its_path():
-    assert problem_paths(with_parameter({"min": 0.5, "max": 0.1})) == ["parameters.p.min"]
+    with pytest.raises(SpecError) as caught:
+        parse_spec(with_parameter({"min": 0.5, "max": 0.1}))
+    (problem,) = caught.value.problems
+    assert problem.path == "parameters.p.min"
+    assert "greater than max" in problem.message and "swap" in problem.message
 
 
 def test_min_equal_to_max_is_rejected_as_in_wandb():
