@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -160,7 +160,7 @@ class Scheduler:
             ).all()
             for trial in silent:
                 last_seen = trial.heartbeat_at or trial.started_at
-                if last_seen is None or _aware(last_seen) > deadline:
+                if last_seen is None or last_seen > deadline:
                     continue
                 error = (
                     f"no report or heartbeat from the worker for {self.heartbeat_timeout_s:g} s; "
@@ -439,11 +439,6 @@ def target_reached(spec: SweepSpec, trials: list[Trial]) -> bool:
         if spec.metric.goal == "minimize" and trial.objective <= target:
             return True
     return False
-
-
-def _aware(moment):
-    """SQLite hands back naive datetimes; they are stored in UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def trial_record(trial: Trial, history: list[dict[str, Any]] | None = None) -> TrialRecord:

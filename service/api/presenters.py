@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session
 
 from service import sweeps as store
 from service.models import Sweep, Trial
-from service.schemas import SweepOut, TrialDetail, TrialOut
+from service.schemas import HistoryEntry, SweepOut, TrialDetail, TrialOut
 
 
 def trial_out(trial: Trial) -> TrialOut:
@@ -14,9 +14,8 @@ def trial_out(trial: Trial) -> TrialOut:
 
 
 def trial_detail(session: Session, trial: Trial) -> TrialDetail:
-    detail = TrialDetail.model_validate(trial)
-    detail.history = store.trial_history(session, trial)
-    return detail
+    history = [HistoryEntry(**entry) for entry in store.trial_history(session, trial)]
+    return TrialDetail(**trial_out(trial).model_dump(), history=history)
 
 
 def sweep_out(session: Session, sweep: Sweep) -> SweepOut:

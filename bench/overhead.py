@@ -1,0 +1,171 @@
+"""Scheduling overhead: ktsweep through its REST API vs Ray Tune, on the same trivial trainable.
+
+Each trial sleeps `--epoch-s` seconds for each of `--epochs` epochs and reports after each one
+(0.1 s x 5 = 0.5 s by default). Both systems run `--trials` trials, `--parallelism` at a time, on
+one local Ray. The ideal makespan is trials x trial duration / parallelism; each system's
+makespan divided by it is its overhead ratio (1.00 = no overhead). Both get a warm-up run first
+so neither pays for starting worker processes inside the measurement.
+
+    python bench/overhead.py                 # 200 trials, parallelism 2
+    python bench/overhead.py --trials 50     # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sweep_spec(trials: int, parallelism: int, epochs: int, epoch_s: float) -> dict:
+    return {
+        "name": f"overhead-{trials}",
+        "method": "random",
+        "metric": {"name": "loss", "goal": "minimize"},
+        "parameters": {"epoch_s": {"value": epoch_s}},
+        "run_cap": trials,
+        "parallelism": parallelism,
+        "trial": {
+            "hypermodel": "examples.trivial:build_model",
+            "data": "examples.trivial:load_data",
+            "fit": {"epochs": epochs},
+            "resources": {"cpu": 1},
+        },
+        "wandb": {"mode": "disabled"},
+        "callbacks": {"metrics_logger": None},
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_ktsweep(args, workdir: Path) -> float:
+    """Makespan of the sweep: submission to the last trial's end, from the controller's clock."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "KTSWEEP_DATABASE_URL": args.database_url or f"sqlite:///{workdir / 'bench.db'}",
+        "KTSWEEP_ARTIFACT_DIR": str(workdir / "artifacts"),
+        "RAY_num_cpus": str(args.parallelism),
+    }
+    log = open(workdir / "server.log", "wb")  # noqa: SIM115 - open while the server runs
+    server = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if http.get("/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError((workdir / "server.log").read_text()[-3000:])
+                time.sleep(0.2)
+            warmup = sweep_spec(args.parallelism, args.parallelism, args.epochs, args.epoch_s)
+            wait(http, http.post("/api/v1/sweeps", json=warmup).json()["id"])
+            spec = sweep_spec(args.trials, args.parallelism, args.epochs, args.epoch_s)
+            sweep = http.post("/api/v1/sweeps", json=spec).json()
+            wait(http, sweep["id"])
+            trials = http.get(f"/api/v1/sweeps/{sweep['id']}/trials", params={"limit": 500}).json()
+            states = {t["state"] for t in trials["items"]}
+            if states != {"completed"} or len(trials["items"]) != args.trials:
+                raise RuntimeError(f"sweep did not complete cleanly: {states}")
+            submitted = datetime.fromisoformat(sweep["created_at"])
+            last_end = max(datetime.fromisoformat(t["finished_at"]) for t in trials["items"])
+            return (last_end - submitted).total_seconds()
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        log.close()
+
+
+def wait(http: httpx.Client, sweep_id: str) -> None:
+    while http.get(f"/api/v1/sweeps/{sweep_id}").json()["state"] not in ("finished", "failed"):
+        time.sleep(0.1)
+
+
+def run_ray_tune(args, workdir: Path) -> float:
+    """Makespan of `Tuner.fit()` for the same trainable and concurrency."""
+    import ray
+    from ray import tune
+
+    epochs, epoch_s = args.epochs, args.epoch_s
+
+    def trainable(config):
+        for epoch in range(epochs):
+            time.sleep(config["epoch_s"])
+            tune.report({"loss": 1.0 / (epoch + 1)})
+
+    ray.init(num_cpus=args.parallelism, include_dashboard=False, log_to_driver=False)
+
+    def fit(num_samples: int) -> float:
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": 1}),
+            param_space={"epoch_s": epoch_s},
+            tune_config=tune.TuneConfig(
+                num_samples=num_samples, max_concurrent_trials=args.parallelism
+            ),
+            run_config=tune.RunConfig(storage_path=str(workdir / "tune"), verbose=0),
+        )
+        start = time.perf_counter()
+        results = tuner.fit()
+        elapsed = time.perf_counter() - start
+        if results.errors:
+            raise RuntimeError(results.errors[0])
+        return elapsed
+
+    try:
+        fit(args.parallelism)  # warm-up
+        return fit(args.trials)
+    finally:
+        ray.shutdown()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--parallelism", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epoch-s", type=float, default=0.1)
+    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    args = parser.parse_args()
+    ideal = args.trials * args.epochs * args.epoch_s / args.parallelism
+    workdir = Path(tempfile.mkdtemp(prefix="ktsweep-overhead-"))
+    try:
+        ktsweep = run_ktsweep(args, workdir)
+        ray_tune = run_ray_tune(args, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(
+        f"{args.trials} trials x {args.epochs} x {args.epoch_s} s, parallelism {args.parallelism}"
+    )
+    print(f"ideal makespan       {ideal:8.1f} s")
+    print(f"ktsweep (REST API)   {ktsweep:8.1f} s   overhead ratio {ktsweep / ideal:.3f}")
+    print(f"Ray Tune (Tuner)     {ray_tune:8.1f} s   overhead ratio {ray_tune / ideal:.3f}")
+    print(f"ktsweep / Ray Tune   {ktsweep / ray_tune:.3f}")
+
+
+if __name__ == "__main__":
+    main()
