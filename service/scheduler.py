@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import sweeps as store
@@ -188,7 +188,12 @@ class Scheduler:
             ).all()
         for sweep_id in sweep_ids:
             with self.sessions() as session:
-                self._fill_sweep(session, store.get_sweep(session, sweep_id))
+                # Locked (where the database can) so a concurrent cancel or pause waits for us.
+                sweep = session.scalars(
+                    select(Sweep).where(Sweep.id == sweep_id).with_for_update()
+                ).first()
+                if sweep is not None and sweep.state == SweepState.RUNNING.value:
+                    self._fill_sweep(session, sweep)
 
     def _fill_sweep(self, session: Session, sweep: Sweep) -> None:
         spec = store.sweep_spec(sweep)
@@ -412,15 +417,23 @@ class Scheduler:
             trial.state in (TrialState.COMPLETED.value, TrialState.STOPPED.value)
             for trial in trials
         )
-        sweep.state = (SweepState.FINISHED if succeeded else SweepState.FAILED).value
-        sweep.finished_at = utcnow()
+        new_state = (SweepState.FINISHED if succeeded else SweepState.FAILED).value
+        # Only a still-running sweep finishes: a cancel or pause that came in meanwhile wins.
+        finished = session.execute(
+            update(Sweep)
+            .where(Sweep.id == sweep.id, Sweep.state == SweepState.RUNNING.value)
+            .values(state=new_state, finished_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ).rowcount
         session.commit()
+        if not finished:
+            return
         with self._methods_lock:
             self._methods.pop(sweep.id, None)
         log.info(
             "sweep %s %s after %d trials",
             sweep.id,
-            sweep.state,
+            new_state,
             len(trials),
             extra={"sweep_id": sweep.id},
         )
