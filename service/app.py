@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from service import sweeps as store
+from service import web
 from service.api.deps import AuthError
 from service.api.routes import sweeps, trials
 from service.auth import load_or_create_secret
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, executor=None) -> FastAPI:
     app.state.metrics = metrics
     app.include_router(sweeps.router, prefix=API_PREFIX)
     app.include_router(trials.router, prefix=API_PREFIX)
+    app.include_router(web.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
