@@ -33,7 +33,7 @@ def loss_gradients(model: keras.Model, x: Any, y: Any) -> list[tuple[str, np.nda
 
         def loss_of(values: list) -> Any:
             y_pred, _ = model.stateless_call(values, non_trainable, x, training=False)
-            return _compiled_loss(model)(y, y_pred)
+            return keras.ops.mean(_compiled_loss(model)(y, y_pred))
 
         gradients = jax.grad(loss_of)(trainable)
     else:
@@ -50,7 +50,8 @@ def loss_gradients(model: keras.Model, x: Any, y: Any) -> list[tuple[str, np.nda
 
 def _loss(model: keras.Model, x: Any, y: Any) -> Any:
     y_pred = model(x, training=False)
-    return _compiled_loss(model)(y, y_pred)
+    # Loss functions (as opposed to `Loss` objects) return one value per sample.
+    return keras.ops.mean(_compiled_loss(model)(y, y_pred))
 
 
 def _compiled_loss(model: keras.Model) -> Any:
