@@ -49,17 +49,21 @@ def run(
     """Run a sweep right here: a local Ray, SQLite, W&B offline; shows live progress."""
     from service.spec import SpecError, parse_spec
 
+    submission = spec_for_submission(spec)
     try:
-        parse_spec(spec.read_text())
+        parse_spec(submission)
     except SpecError as exc:
         _print_problems(exc.problems)
         raise typer.Exit(2) from None
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if submission.get("program"):
+        # Running your own spec here: its program may come from the spec's folder.
+        os.environ["KTSWEEP_ALLOWED_PROGRAM_DIRS"] = submission["working_dir"]
     server, url, settings = _start_embedded_server(database_url, artifact_dir)
     try:
         with Client(url, token=settings.tokens[0] if settings.tokens else None) as client:
-            sweep = client.submit(spec)
+            sweep = client.submit(submission)
             console.print(f"Sweep [bold]{sweep['name']}[/] ({sweep['id']}) submitted.")
             sweep = _follow(client, sweep["id"])
             _print_best(client, sweep)
@@ -129,8 +133,9 @@ def submit(
     token: TokenOption = None,
 ) -> None:
     """Submit a sweep to a running controller."""
+    submission = spec_for_submission(spec)
     with _client(url, token) as client:
-        sweep = _api_call(lambda: client.submit(spec))
+        sweep = _api_call(lambda: client.submit(submission))
         console.print(f"Sweep [bold]{sweep['name']}[/] submitted: {sweep['id']}")
         if wait:
             sweep = _api_call(lambda: _follow(client, sweep["id"]))
@@ -272,6 +277,23 @@ def sync(
             console.print(f"[red]{trial['id']}: wandb sync failed:[/] {message[0]}", soft_wrap=True)
     if failures:
         raise typer.Exit(1)
+
+
+def spec_for_submission(path: Path) -> dict[str, Any]:
+    """The spec file as a dict; a `program` sweep's `working_dir` defaults to the file's folder."""
+    import yaml
+
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        console.print(f"[red]{path} is not valid YAML/JSON:[/] {exc}")
+        raise typer.Exit(2) from None
+    if not isinstance(spec, dict):
+        console.print(f"[red]{path} must hold a mapping of sweep fields.[/]")
+        raise typer.Exit(2)
+    if spec.get("program") and not spec.get("working_dir"):
+        spec["working_dir"] = str(path.resolve().parent)
+    return spec
 
 
 def _is_loopback(host: str) -> bool:

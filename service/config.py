@@ -20,6 +20,8 @@ class Settings(BaseSettings):
         open_reads: Let reads through without a token.
         allowed_modules: Comma-separated module prefixes a spec's entry points may name;
             empty means the bundled examples and the working directory's packages.
+        allowed_program_dirs: Comma-separated folders (besides the working directory) that a
+            `program` sweep's script may come from.
         secret: Secret for per-trial worker tokens; default one kept in the database.
         heartbeat_timeout_s: A running trial silent for longer is declared lost and retried.
     """
@@ -33,6 +35,7 @@ class Settings(BaseSettings):
     api_tokens: str = ""
     open_reads: bool = False
     allowed_modules: str = ""
+    allowed_program_dirs: str = ""
     secret: str | None = None
     heartbeat_timeout_s: float = 600.0
 

@@ -1,8 +1,9 @@
-"""Which modules a spec may name as hypermodel, data or callback code.
+"""Which code a spec may name: hypermodel, data and callback modules, and `program` scripts.
 
-The controller imports nothing a spec names, but workers do; so only modules the operator allows
-(`KTSWEEP_ALLOWED_MODULES`) may be named. Default: the bundled examples and the packages in the
-controller's working directory.
+Workers import what a spec names (and the controller imports the hypermodel to discover its
+search space), so only modules the operator allows (`KTSWEEP_ALLOWED_MODULES`) may be named.
+Default: the bundled examples and the packages in the controller's working directory. A `program`
+must lie in the controller's working directory or in `KTSWEEP_ALLOWED_PROGRAM_DIRS`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from service.config import Settings
-from service.spec import SpecError, SpecProblem, SweepSpec
+from service.spec import SpecError, SpecProblem, SweepSpec, is_program_sweep
 
 
 def allowed_modules(settings: Settings, cwd: Path | None = None) -> list[str]:
@@ -38,7 +39,9 @@ def check_entry_points(spec: SweepSpec, settings: Settings) -> None:
     prefixes = allowed_modules(settings)
     named: list[tuple[str, str]] = []
     if spec.trial is not None:
-        named += [("trial.hypermodel", spec.trial.hypermodel), ("trial.data", spec.trial.data)]
+        for field in ("hypermodel", "data"):
+            if getattr(spec.trial, field) is not None:
+                named.append((f"trial.{field}", getattr(spec.trial, field)))
     eval_table = spec.callbacks.eval_table
     if isinstance(eval_table, dict):
         eval_table = eval_table.get("callback")
@@ -57,5 +60,29 @@ def check_entry_points(spec: SweepSpec, settings: Settings) -> None:
                     "the controller.",
                 )
             )
+    if is_program_sweep(spec):
+        problems.extend(_check_program(spec, settings))
     if problems:
         raise SpecError(problems)
+
+
+def allowed_program_dirs(settings: Settings) -> list[Path]:
+    dirs = [Path.cwd()]
+    dirs += [Path(d.strip()) for d in settings.allowed_program_dirs.split(",") if d.strip()]
+    return [d.resolve() for d in dirs]
+
+
+def _check_program(spec: SweepSpec, settings: Settings) -> list[SpecProblem]:
+    working_dir = Path(spec.working_dir) if spec.working_dir else Path.cwd()
+    program = (working_dir / spec.program).resolve()
+    allowed = allowed_program_dirs(settings)
+    if any(program.is_relative_to(directory) for directory in allowed):
+        return []
+    return [
+        SpecProblem(
+            path="program",
+            message=f"program '{program}' is outside the folders programs may run from "
+            f"({', '.join(map(str, allowed))}); the operator can add its folder to "
+            "KTSWEEP_ALLOWED_PROGRAM_DIRS (comma-separated) and restart the controller.",
+        )
+    ]

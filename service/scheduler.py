@@ -26,7 +26,8 @@ from service.models import (
 )
 from service.observability import Metrics
 from service.search import SearchMethod, Suggestion, TrialRecord, make_search_method
-from service.spec import SweepSpec
+from service.spec import SweepSpec, TrialSection, is_program_sweep
+from worker.last_checkpoint import read_last_checkpoint
 from worker.trial_spec import TrialResult, TrialSpec
 
 log = logging.getLogger(__name__)
@@ -236,6 +237,11 @@ class Scheduler:
         if suggestion.initial_epoch is not None:
             fit["initial_epoch"] = suggestion.initial_epoch
         parent = trials[suggestion.parent] if suggestion.parent is not None else None
+        parent_checkpoint = None
+        if parent is not None:
+            # A continuation starts from where its parent stopped: its latest-epoch checkpoint.
+            last = read_last_checkpoint(self.checkpoint_dir(sweep.id, parent.id))
+            parent_checkpoint = last[0] if last is not None else parent.checkpoint
         trial = Trial(
             id=f"{sweep.id}-{number}",
             sweep_id=sweep.id,
@@ -245,8 +251,7 @@ class Scheduler:
             metrics={},
             fit=fit or None,
             parent_id=parent.id if parent is not None else None,
-            # A continuation starts from its parent's last checkpoint.
-            checkpoint=parent.checkpoint if parent is not None else None,
+            checkpoint=parent_checkpoint,
         )
         session.add(trial)
         session.commit()
@@ -256,23 +261,30 @@ class Scheduler:
         self, sweep: Sweep, spec: SweepSpec, trial: Trial, resume: bool = False
     ) -> TrialSpec:
         """What the worker is told about `trial` (`resume`: continue from its checkpoint)."""
-        assert spec.trial is not None
+        section = spec.trial or TrialSection()
         wandb = spec.wandb
-        fit = spec.trial.fit.model_dump(exclude_none=True)
+        fit = section.fit.model_dump(exclude_none=True)
         overrides = dict(trial.fit or {})
         initial_epoch = overrides.pop("initial_epoch", 0)
         fit.update(overrides)
         resume_from = None
-        if trial.checkpoint and resume:
+        if resume:
+            last = read_last_checkpoint(self.checkpoint_dir(sweep.id, trial.id))
+            if last is not None:
+                resume_from, initial_epoch = last
+            elif trial.checkpoint:
+                resume_from, initial_epoch = trial.checkpoint, max(initial_epoch, trial.epochs)
+            else:
+                initial_epoch = 0  # nothing saved: start over
+        elif trial.parent_id:
             resume_from = trial.checkpoint
-            initial_epoch = max(initial_epoch, trial.epochs)
-        elif trial.checkpoint and trial.parent_id:
-            resume_from = trial.checkpoint
+            if resume_from is None:
+                initial_epoch = 0  # the parent saved nothing: train the whole budget
         return TrialSpec(
             trial_id=trial.id,
             hyperparameters=trial.hyperparameters,
-            hypermodel=spec.trial.hypermodel,
-            data=spec.trial.data,
+            hypermodel=section.hypermodel,
+            data=section.data,
             sweep_id=sweep.id,
             sweep_name=sweep.name,
             fit=fit,
@@ -285,13 +297,21 @@ class Scheduler:
                 "tags": wandb.tags,
             },
             callbacks=spec.callbacks.model_dump(),
-            checkpoint_dir=str(self.artifact_dir / "checkpoints" / sweep.id / trial.id),
+            checkpoint_dir=str(self.checkpoint_dir(sweep.id, trial.id)),
             report_url=self.api_url,
             report_token=trial_token(self.secret, trial.id),
-            resources=spec.trial.resources.model_dump(exclude_none=True),
+            resources=section.resources.model_dump(exclude_none=True),
             resume_from=resume_from,
             initial_epoch=initial_epoch,
+            timeout_s=section.timeout_s,
+            program=spec.program if is_program_sweep(spec) else None,
+            command=[str(part) for part in spec.command] if spec.command else None,
+            working_dir=spec.working_dir,
         )
+
+    def checkpoint_dir(self, sweep_id: str, trial_id: str) -> Path:
+        """A trial's checkpoint folder, under the (shared) artifact folder."""
+        return self.artifact_dir / "checkpoints" / sweep_id / trial_id
 
     def _launch(
         self, session: Session, sweep: Sweep, spec: SweepSpec, trial: Trial, resume: bool = False
@@ -342,6 +362,8 @@ class Scheduler:
             return action
         trial = store.get_trial(session, trial_id)
         method = self.method_for(trial.sweep)
+        if not may_stop_trials(method):
+            return action  # no early-termination rule: skip loading every trial's history
         trials = list(session.scalars(select(Trial).where(Trial.sweep_id == trial.sweep_id)))
         histories = _histories(session, trial.sweep_id)
         records = [trial_record(t, histories.get(t.id, [])) for t in trials]
@@ -407,6 +429,7 @@ class Scheduler:
         )
         if result.checkpoint:
             trial.checkpoint = result.checkpoint
+        trial.epochs = max(trial.epochs, result.epochs)
         trial.error = result.error
         session.commit()
         self._launch(session, trial.sweep, spec, trial, resume=True)
@@ -437,6 +460,12 @@ class Scheduler:
             len(trials),
             extra={"sweep_id": sweep.id},
         )
+
+
+def may_stop_trials(method: SearchMethod) -> bool:
+    """Whether the method has any early-termination rule to consult on reports."""
+    overrides_stop = type(method).should_stop is not SearchMethod.should_stop
+    return overrides_stop or getattr(method, "stopping_rule", None) is not None
 
 
 def target_reached(spec: SweepSpec, trials: list[Trial]) -> bool:

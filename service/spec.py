@@ -212,8 +212,9 @@ class FitSpec(BaseModel):
 
 
 class TrialSection(_Strict):
-    hypermodel: str
-    data: str
+    # Entry points of a Keras trial; a `program` sweep runs its script instead.
+    hypermodel: str | None = None
+    data: str | None = None
     fit: FitSpec = FitSpec()
     resources: ResourcesSpec = ResourcesSpec()
     max_retries: int = Field(0, ge=0)
@@ -253,6 +254,7 @@ class SweepSpec(_Strict):
     apiVersion: str | None = None  # noqa: N815 - W&B's name
     kind: Literal["sweep"] | None = None
     # ktsweep's own fields.
+    working_dir: str | None = None  # where a `program` lives on the workers
     parallelism: int = Field(1, ge=1)
     seed: int | None = None
     trial: TrialSection | None = None
@@ -327,15 +329,57 @@ def _problem_from_pydantic(error: dict[str, Any]) -> SpecProblem:
     return SpecProblem(path=path, message=message)
 
 
+def is_program_sweep(spec: SweepSpec) -> bool:
+    """Trials run the `program` script: there is one and no Keras `trial.hypermodel`.
+
+    A W&B config keeps its `program` when a `trial:` section is added; the hypermodel then wins.
+    """
+    return spec.program is not None and (spec.trial is None or spec.trial.hypermodel is None)
+
+
+def _check_program_sweep(spec: SweepSpec) -> list[SpecProblem]:
+    """A `program` sweep runs a W&B training script instead of a Keras hypermodel."""
+    problems = []
+    if spec.trial is not None and spec.trial.data is not None:
+        problems.append(
+            SpecProblem(
+                path="trial.data",
+                message="a `program` sweep loads its own data; remove `trial.data`, or add "
+                "`trial.hypermodel` to run a Keras trial instead of the program.",
+            )
+        )
+    if spec.method == "hyperband":
+        problems.append(
+            SpecProblem(
+                path="method",
+                message="method 'hyperband' continues Keras trials from checkpoints and needs "
+                "`trial.hypermodel`; for a `program` sweep use `early_terminate: {type: "
+                "hyperband}` with method random, bayes or tpe.",
+            )
+        )
+    if spec.parameters is None:
+        problems.append(
+            SpecProblem(
+                path="parameters",
+                message="a `program` sweep needs `parameters` (there is no `build(hp)` to "
+                "discover them from).",
+            )
+        )
+    return problems
+
+
 def check_spec(spec: SweepSpec) -> list[SpecProblem]:
     """Rules that span fields; returns every problem found (empty when the spec is fine)."""
     problems: list[SpecProblem] = []
-    if spec.trial is None:
+    if is_program_sweep(spec):
+        problems.extend(_check_program_sweep(spec))
+    elif spec.trial is None or spec.trial.hypermodel is None or spec.trial.data is None:
         problems.append(
             SpecProblem(
-                path="trial",
+                path="trial" if spec.trial is None else "trial.hypermodel",
                 message="say how to run a trial: a `trial:` section with `hypermodel` and "
-                "`data` entry points ('module:function').",
+                "`data` entry points ('module:function'), or a `program` (a W&B training "
+                "script).",
             )
         )
     else:

@@ -44,7 +44,7 @@ def build_space(spec: SweepSpec) -> SearchSpace:
             discovered, or the space is empty.
     """
     keras_tuner_space = None
-    if spec.trial is not None:
+    if spec.trial is not None and spec.trial.hypermodel is not None:
         try:
             keras_tuner_space = discover_space(spec.trial.hypermodel)
         except SpaceDiscoveryError as exc:

@@ -122,3 +122,28 @@ def test_unknown_ids_answer_404_with_a_hint(client):
     with pytest.raises(ApiError) as caught:
         client.trial("nope")
     assert caught.value.status_code == 404
+
+
+def test_wandb_program_sweep_runs_the_script_unchanged(client):
+    spec = yaml.safe_load((REPO / "examples" / "wandb_program" / "sweep.yaml").read_text())
+    spec.update(working_dir=str(REPO / "examples" / "wandb_program"), run_cap=2)
+    sweep = client.submit(spec)
+    final = client.wait(sweep["id"], timeout_s=400)
+    trials = client.trials(sweep["id"])
+    assert final["state"] == "finished", [t["error"] for t in trials]
+    assert [t["state"] for t in trials] == ["completed"] * 2
+    for trial in trials:
+        detail = client.trial(trial["id"])
+        assert len(detail["history"]) == 3
+        assert all("val_accuracy" in entry["metrics"] for entry in detail["history"])
+    assert client.best(sweep["id"])["objective"] > 0.5
+
+
+def test_program_outside_allowed_folders_is_refused(client):
+    spec = yaml.safe_load((REPO / "examples" / "wandb_program" / "sweep.yaml").read_text())
+    spec["working_dir"] = "/"
+    with pytest.raises(ApiError) as caught:
+        client.submit(spec)
+    assert caught.value.status_code == 422
+    assert caught.value.detail[0]["path"] == "program"
+    assert "KTSWEEP_ALLOWED_PROGRAM_DIRS" in caught.value.detail[0]["msg"]

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.config import Settings
 from service.models import Sweep, SweepState, Trial
+from worker.ray_runner import ensure_ray
 
 DIGITS_SPEC: dict[str, Any] = {
     "name": "digits",
@@ -32,6 +33,9 @@ DIGITS_SPEC: dict[str, Any] = {
 @contextmanager
 def controller(database_url: str, tmp_path: Path, **settings: Any):
     """A `TestClient` on a started controller app (its scheduler runs on the local Ray)."""
+    # Ray's own processes die with the thread that started them; the TestClient's lifespan runs
+    # in a short-lived thread, so start Ray from this (main) thread first.
+    ensure_ray()
     config = Settings(database_url=database_url, artifact_dir=tmp_path / "artifacts", **settings)
     app = create_app(config)
     with TestClient(app) as client:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 
 from service import sweeps as store
 from service.api.deps import ReadAccess, SchedulerDep, SessionDep, WriteAccess
@@ -12,6 +13,7 @@ from service.api.presenters import sweep_out, trial_out
 from service.entry_policy import check_entry_points
 from service.models import SweepState, TrialState
 from service.schemas import ErrorOut, ProblemList, SweepList, SweepOut, TrialList, TrialOut
+from service.search import check_search_space
 from service.spec import SpecError, SpecProblem, SweepSpec, load_spec_text, parse_spec
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
@@ -74,6 +76,9 @@ async def submit_sweep(request: Request, session: SessionDep, scheduler: Schedul
     reject_unencodable_text(raw)
     spec = parse_spec(raw)
     check_entry_points(spec, request.app.state.settings)
+    problems = await run_in_threadpool(check_search_space, spec)  # may build the hypermodel
+    if problems:
+        raise SpecError(problems)
     sweep = store.create_sweep(session, spec, raw)
     scheduler.sweep_submitted(sweep.id)
     return sweep_out(session, sweep)
