@@ -27,7 +27,7 @@ from service.models import (
 from service.observability import Metrics
 from service.search import SearchMethod, Suggestion, TrialRecord, make_search_method
 from service.spec import SweepSpec, TrialSection, is_program_sweep
-from worker.last_checkpoint import read_last_checkpoint
+from worker.last_checkpoint import last_epoch_metrics, read_last_checkpoint
 from worker.trial_spec import TrialResult, TrialSpec
 
 log = logging.getLogger(__name__)
@@ -309,6 +309,14 @@ class Scheduler:
             working_dir=spec.working_dir,
         )
 
+    def _fill_in_last_report(self, session: Session, trial: Trial) -> None:
+        """The worker may have saved an epoch whose report never arrived (it died, or the
+        controller did): record that step from the checkpoint's own record before resuming."""
+        last = last_epoch_metrics(self.checkpoint_dir(trial.sweep_id, trial.id))
+        if last is not None and last[0] > trial.epochs and trial.state in ACTIVE_TRIAL_STATES:
+            store.record_report(session, trial.id, last[0], last[1])
+            session.refresh(trial)
+
     def checkpoint_dir(self, sweep_id: str, trial_id: str) -> Path:
         """A trial's checkpoint folder, under the (shared) artifact folder."""
         return self.artifact_dir / "checkpoints" / sweep_id / trial_id
@@ -316,6 +324,8 @@ class Scheduler:
     def _launch(
         self, session: Session, sweep: Sweep, spec: SweepSpec, trial: Trial, resume: bool = False
     ) -> None:
+        if resume:
+            self._fill_in_last_report(session, trial)
         trial_spec = self.trial_spec(sweep, spec, trial, resume=resume)
         if resume:
             # Steps after the resume point will be reported again.

@@ -17,6 +17,8 @@ from typing import Any
 
 import keras
 
+from worker.reporter import plain_metrics
+
 LAST_CHECKPOINT = "last.keras"
 LAST_CHECKPOINT_INFO = "last.json"
 WORKER_INFO = "worker.json"
@@ -50,7 +52,18 @@ class LastEpochCheckpoint(keras.callbacks.Callback):
         self.model.save(partial)
         os.replace(partial, target)
         self.path, self.epoch = str(target), epoch + 1
-        _write_json(self.directory / LAST_CHECKPOINT_INFO, {"path": self.path, "epoch": epoch + 1})
+        # The epoch's metrics too: if the worker dies before its report reaches the controller,
+        # the controller fills that step in from here when it resumes the trial.
+        info = {"path": self.path, "epoch": epoch + 1, "metrics": plain_metrics(logs)}
+        _write_json(self.directory / LAST_CHECKPOINT_INFO, info)
+
+
+def last_epoch_metrics(directory: str | os.PathLike | None) -> tuple[int, dict[str, Any]] | None:
+    """`(epoch, metrics)` of the latest-epoch checkpoint in `directory`, or None."""
+    info = _read_json(Path(directory) / LAST_CHECKPOINT_INFO) if directory else None
+    if not info or not isinstance(info.get("metrics"), dict):
+        return None
+    return int(info["epoch"]), info["metrics"]
 
 
 def read_last_checkpoint(directory: str | os.PathLike | None) -> tuple[str, int] | None:

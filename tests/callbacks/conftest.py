@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import pytest
 import wandb
+from google.protobuf.message import DecodeError
 from sklearn.datasets import load_digits
 from wandb.proto import wandb_internal_pb2
 
@@ -173,7 +174,10 @@ def _read_finished_log(path: str) -> list[bytes]:
 
 def _is_exit(payload: bytes) -> bool:
     record = wandb_internal_pb2.Record()
-    record.ParseFromString(payload)
+    try:
+        record.ParseFromString(payload)
+    except DecodeError:
+        return False  # a record W&B's service is still writing; read again shortly
     return record.WhichOneof("record_type") == "exit"
 
 
