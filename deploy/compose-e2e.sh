@@ -50,6 +50,28 @@ report_timings() {
     printf '%-28s %5d s\n' "total" $((SECONDS - started_at))
 }
 
+remove_stack() {
+    # podman-compose's `down` knows one container per service, not the ones --scale added: remove
+    # every container of the project first, then the pod, volumes and network.
+    local ids
+    ids="$(podman ps -aq --filter "label=com.docker.compose.project=$project")"
+    if [ -n "$ids" ]; then
+        podman rm -f -t 5 $ids >/dev/null 2>&1 || true
+    fi
+    "$podman_compose" -p "$project" "${compose_files[@]}" down -v -t 5 >/dev/null 2>&1 || true
+    podman pod rm -f "pod_$project" >/dev/null 2>&1 || true
+    ids="$(podman volume ls -q --filter "label=com.docker.compose.project=$project")"
+    if [ -n "$ids" ]; then
+        podman volume rm -f $ids >/dev/null 2>&1 || true
+    fi
+    podman network rm -f "${project}_default" >/dev/null 2>&1 || true
+    if [ -n "$(podman ps -aq --filter "label=com.docker.compose.project=$project")" ]; then
+        echo "compose-e2e: some containers of $project could not be removed:" >&2
+        podman ps -a --filter "label=com.docker.compose.project=$project" >&2
+    fi
+    return 0
+}
+
 teardown() {
     status=$?
     set +e
@@ -66,8 +88,7 @@ teardown() {
     fi
     if [ -n "${stack_up:-}" ] && { [ "$status" -eq 0 ] || [ "${KTSWEEP_E2E_KEEP:-0}" != "1" ]; }; then
         phase "tear down"
-        "$podman_compose" -p "$project" "${compose_files[@]}" down -v -t 5 \
-            >"$work/down.log" 2>&1 || cat "$work/down.log"
+        remove_stack
     fi
     report_timings
     rm -rf "$work"
@@ -126,7 +147,8 @@ if ! podman image exists localhost/debian:bookworm; then
         mv "$cache/debian-bookworm.tar.part" "$cache/debian-bookworm.tar"
         rm -rf "$work/rootfs"
     fi
-    podman import "$cache/debian-bookworm.tar" localhost/debian:bookworm >/dev/null
+    podman import "$cache/debian-bookworm.tar" localhost/debian:bookworm >/dev/null 2>&1 ||
+        fail "podman could not import the base image from $cache/debian-bookworm.tar"
 fi
 
 # ------------------------------------------------------------------------------------------------
@@ -177,6 +199,7 @@ docker-compose "${compose_files[@]}" config -q || fail "deploy/compose.local.yml
 
 # ------------------------------------------------------------------------------------------------
 phase "compose up"
+remove_stack # what an interrupted earlier run may have left
 stack_up=1
 "$podman_compose" -p "$project" "${compose_files[@]}" up -d --no-build --scale ray-worker=2 \
     >"$work/up.log" 2>&1 || {
