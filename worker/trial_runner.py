@@ -18,7 +18,7 @@ from worker.entry_points import resolve_entry_point
 from worker.last_checkpoint import LastEpochCheckpoint, forget_last_checkpoint, write_worker_info
 from worker.reporter import HttpReporter, Reporter, ReportingCallback
 from worker.resources import limit_gpu_memory
-from worker.trial_spec import TrialResult, TrialSpec
+from worker.trial_spec import TrialResult, TrialSpec, flatten_config
 
 log = logging.getLogger(__name__)
 
@@ -129,18 +129,8 @@ def hyperparameters_for(values: dict[str, Any]) -> kt.HyperParameters:
     `{"optimizer": {"lr": 0.1}}` answers `hp.Float("optimizer/lr", ...)`.
     """
     hp = kt.HyperParameters()
-    hp.values.update(_flatten(values))
+    hp.values.update(flatten_config(values))
     return hp
-
-
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for name, value in values.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{name}/"))
-        else:
-            flat[f"{prefix}{name}"] = value
-    return flat
 
 
 def load_fit_data(load_data) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from service.search import distributions
 from service.spec import ParameterSpec, SweepSpec
+from worker.trial_spec import flatten_config
 
 
 class Dimension(abc.ABC):
@@ -204,12 +205,5 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """The inverse of `nest`."""
-    flat: dict[str, Any] = {}
-    for name, value in config.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{name}/"))
-        else:
-            flat[f"{prefix}{name}"] = value
-    return flat
+# The inverse of `nest`: the worker flattens configs the same way for `hp` names.
+flatten = flatten_config
