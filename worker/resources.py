@@ -107,10 +107,12 @@ def gpu_share_env(gpu: float) -> dict[str, str]:
 
 
 def limit_gpu_memory() -> None:
-    """In a trial's process, cap TensorFlow and PyTorch at the process's share of its GPU.
+    """In a trial's process, cap TensorFlow and PyTorch at the process's share of its GPU, and
+    TensorFlow's CPU thread pools at the trial's CPUs.
 
-    Runs before the trial's first GPU operation; does nothing without a share or without a GPU.
+    Runs before the trial's first operation; does nothing without a share or without a GPU.
     """
+    _limit_cpu_threads()
     share = os.environ.get(GPU_SHARE_ENV)
     if not share:
         return
@@ -123,6 +125,21 @@ def limit_gpu_memory() -> None:
 
         if torch.cuda.is_available():
             torch.cuda.set_per_process_memory_fraction(share)
+
+
+def _limit_cpu_threads() -> None:
+    """Size TensorFlow's thread pools to the CPUs Ray gave the trial (Ray sets OMP_NUM_THREADS
+    to them), so trials packed on a machine do not oversubscribe its cores."""
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow" or not threads:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(max(1, int(float(threads))))
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, int(float(threads))))
+    except (RuntimeError, ValueError):
+        pass  # TensorFlow already started in this (reused) process: its pools stay as they are
 
 
 def _limit_tensorflow(share: float) -> None:
