@@ -107,8 +107,10 @@ for tool in podman debootstrap runc docker-compose curl; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman debootstrap runc docker-compose \
-        curl >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman debootstrap runc curl >/dev/null
+    # Only to validate the compose file: without its recommended Docker engine.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose \
+        >/dev/null
 fi
 # Debian's podman-compose (1.0) ignores profiles and --scale; a pinned newer one lives in the cache,
 # with httpx for the host-side client.
