@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import yaml
 
 from service.client import Client
 from tests.e2e.conftest import ServerProcess
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 EPOCHS = 8
@@ -25,16 +25,6 @@ def recovery_spec() -> dict:
     return spec
 
 
-def wait_for(condition, timeout_s: float = 300, every_s: float = 0.2):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise TimeoutError("condition not met in time")
-
-
 def test_sigkill_mid_sweep_then_restart_keeps_every_invariant(tmp_path):
     first = ServerProcess(tmp_path).start()
     with Client(first.url) as api:
@@ -46,7 +36,7 @@ def test_sigkill_mid_sweep_then_restart_keeps_every_invariant(tmp_path):
             running = [t for t in trials if t["state"] == "running" and t["epochs"] >= 2]
             return (done, running) if done and running else None
 
-        completed_before, running_before = wait_for(mid_sweep)
+        completed_before, running_before = wait_for(mid_sweep, timeout_s=300)
     os.kill(first.process.pid, signal.SIGKILL)
     first.process.wait(timeout=30)
 

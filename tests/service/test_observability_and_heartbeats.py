@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import datetime, timedelta, timezone
 
 from service.observability import JsonFormatter
 from tests.service.helpers import DIGITS_SPEC, controller, store_sweep
-
-
-def wait_for(condition, timeout_s: float = 120):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise TimeoutError("condition not met in time")
+from tests.waiting import wait_for
 
 
 def long_ago() -> datetime:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from tests.waiting import wait_for
 from worker import RayTrialExecutor, TrialSpec
 from worker.last_checkpoint import read_last_checkpoint, read_worker_info
 
@@ -36,16 +36,6 @@ def launch(executor, spec):
     ended: queue.Queue = queue.Queue()
     executor.launch(spec, lambda trial_id, result: ended.put(result))
     return ended
-
-
-def wait_for(condition, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def pid_alive(pid: int) -> bool:
@@ -101,7 +91,7 @@ def test_cancel_kills_the_running_trial(tmp_path):
     executor.cancel(spec.trial_id)
     result = ended.get(timeout=60)
     assert result.state == "cancelled"
-    wait_for(lambda: not pid_alive(pid), timeout=30)
+    wait_for(lambda: not pid_alive(pid), timeout_s=30)
     assert executor.running == []
 
 
