@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from service import sweeps as store
 from service.auth import trial_token
@@ -173,13 +173,28 @@ class Scheduler:
                 self._finish_trial(session, trial, result)
 
     def method_for(self, sweep: Sweep, spec: SweepSpec | None = None) -> SearchMethod:
-        """The sweep's search method (one instance per sweep, kept while it runs)."""
+        """The sweep's search method (one instance per sweep, kept while it runs).
+
+        A method made for a sweep that already has trials (the controller restarted) first
+        learns them (`SearchMethod.restore`), so it goes on as if it had never stopped.
+        """
         with self._methods_lock:
             method = self._methods.get(sweep.id)
             if method is None:
                 method = make_search_method(spec or store.sweep_spec(sweep))
+                records = self._trial_records(sweep)
+                if records:
+                    method.restore(records)
                 self._methods[sweep.id] = method
             return method
+
+    def _trial_records(self, sweep: Sweep) -> list[TrialRecord]:
+        """Every trial of the sweep, with its history, as search methods see them."""
+        session = object_session(sweep)
+        if session is None:
+            with self.sessions() as own_session:
+                return _records_with_histories(own_session, sweep.id)
+        return _records_with_histories(session, sweep.id)
 
     def schedule_pending_trials(self) -> None:
         """One pass: start trials wherever a running sweep has a free slot; finish done sweeps."""
@@ -502,7 +517,16 @@ def trial_record(trial: Trial, history: list[dict[str, Any]] | None = None) -> T
         epochs=trial.epochs,
         history=history or [],
         parent=int(trial.parent_id.rsplit("-", 1)[1]) if trial.parent_id else None,
+        finished_at=trial.finished_at,
     )
+
+
+def _records_with_histories(session: Session, sweep_id: str) -> list[TrialRecord]:
+    trials = session.scalars(
+        select(Trial).where(Trial.sweep_id == sweep_id).order_by(Trial.number)
+    ).all()
+    histories = _histories(session, sweep_id)
+    return [trial_record(trial, histories.get(trial.id, [])) for trial in trials]
 
 
 def _histories(session: Session, sweep_id: str) -> dict[str, list[dict[str, Any]]]:

@@ -12,7 +12,7 @@ import re
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 METHODS = ("grid", "random", "bayes", "hyperband", "tpe")
 
@@ -97,6 +97,12 @@ class MetricSpec(_Strict):
     target: float | None = None
     impute: Literal["worst", "best", "latest"] = "worst"
     impute_while_running: Literal["worst", "best", "latest", "false"] = "false"
+
+    @field_validator("impute_while_running", mode="before")
+    @classmethod
+    def _false_as_written_in_yaml(cls, value: Any) -> Any:
+        # W&B's value is the string "false"; YAML reads an unquoted `false` as a boolean.
+        return "false" if value is False else value
 
 
 class ParameterSpec(_Strict):
@@ -221,6 +227,16 @@ class TrialSection(_Strict):
     timeout_s: float | None = Field(None, gt=0)
 
 
+class HyperbandSection(_Strict):
+    """Options of method `hyperband` (Keras Tuner's Hyperband; the budget is `trial.fit.epochs`).
+
+    `factor`: each round keeps the best `1/factor` of the previous round's trials and trains
+    them `factor` times as many epochs (Keras Tuner's `factor`, default 3).
+    """
+
+    factor: int = Field(3, ge=2)
+
+
 class WandbSection(_Strict):
     project: str | None = None
     entity: str | None = None
@@ -257,6 +273,7 @@ class SweepSpec(_Strict):
     working_dir: str | None = None  # where a `program` lives on the workers
     parallelism: int = Field(1, ge=1)
     seed: int | None = None
+    hyperband: HyperbandSection | None = None
     trial: TrialSection | None = None
     wandb: WandbSection = WandbSection()
     callbacks: CallbacksSection = CallbacksSection()
@@ -413,7 +430,34 @@ def check_spec(spec: SweepSpec) -> list[SpecProblem]:
         )
     if isinstance(spec.early_terminate, HyperbandStopping):
         problems.extend(_check_hyperband_stopping(spec.early_terminate))
+    if spec.hyperband is not None:
+        problems.extend(_check_hyperband_method(spec))
     return problems
+
+
+def _check_hyperband_method(spec: SweepSpec) -> list[SpecProblem]:
+    """The `hyperband` section: options of method hyperband, with a factor its budget allows."""
+    if spec.method != "hyperband":
+        return [
+            SpecProblem(
+                path="hyperband",
+                message=f"`hyperband` sets options of method 'hyperband', but the method is "
+                f"'{spec.method}'; remove the section, or set `method: hyperband`. (To stop "
+                "trials early with another method, use `early_terminate: {type: hyperband}`.)",
+            )
+        ]
+    factor = spec.hyperband.factor
+    if spec.trial is not None and 2 <= spec.trial.fit.epochs < factor:
+        epochs = spec.trial.fit.epochs
+        return [
+            SpecProblem(
+                path="hyperband.factor",
+                message=f"factor ({factor}) is larger than `trial.fit.epochs` ({epochs}), so "
+                "no trial would get a smaller budget than another; lower `factor` to at most "
+                f"{epochs}, or raise `fit.epochs` (e.g. to {factor**2}).",
+            )
+        ]
+    return []
 
 
 def _check_hyperband_stopping(config: HyperbandStopping) -> list[SpecProblem]:

@@ -1,10 +1,11 @@
-"""The interface every search method implements: suggest, observe, should-stop."""
+"""The interface every search method implements: suggest, observe, should-stop, restore."""
 
 from __future__ import annotations
 
 import abc
 import math
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from service.search.space import SearchSpace
@@ -19,7 +20,9 @@ class TrialRecord:
     """What a search method may know of a trial: its number, config, state and history.
 
     `history` holds one `{"step": n, "metrics": {...}}` per report, oldest first; it is filled in
-    for `should_stop` and `observe`, and may be empty in `suggest`.
+    for `should_stop`, `observe` and `restore`, and may be empty in `suggest`. `objective` is the
+    latest value of the metric (of a running trial too). `finished_at` orders finished trials
+    in `restore`.
     """
 
     number: int
@@ -29,6 +32,7 @@ class TrialRecord:
     epochs: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     parent: int | None = None
+    finished_at: datetime | None = None
 
 
 @dataclass
@@ -49,6 +53,7 @@ class Suggestion:
 
 
 FINISHED_STATES = ("completed", "stopped", "failed", "cancelled")
+ACTIVE_STATES = ("pending", "running")
 
 
 class SearchMethod(abc.ABC):
@@ -89,13 +94,30 @@ class SearchMethod(abc.ABC):
     def observe(self, trial: TrialRecord) -> None:
         """Learn from a finished trial ("completed", "stopped", "failed" or "cancelled").
 
-        Called once per trial when it ends. Passes the trial to the stopping rule, then to
-        `tell` with the value the method should learn (see `objective_for`).
+        Called once per trial when it ends (a second call for the same trial is ignored).
+        Passes the trial to the stopping rule, then to `tell` with the value the method should
+        learn (see `objective_for`).
         """
+        if trial.number in self.finished:
+            return
         self.finished[trial.number] = trial
         if self.stopping_rule is not None:
             self.stopping_rule.trial_ended(trial)
         self.tell(trial, self.objective_for(trial))
+
+    def restore(self, trials: list[TrialRecord]) -> None:
+        """Catch up with trials that ran before this method existed (a controller restart).
+
+        Afterwards the method is in the state it would be in had it suggested and observed
+        these trials itself: the next `suggest` proposes what it would have proposed. The
+        default observes each finished trial in the order they ended; methods with more state
+        (the trials they suggested, running ones included) extend it.
+
+        Args:
+            trials: Every trial of the sweep so far, with their histories.
+        """
+        for trial in finished_in_order(trials):
+            self.observe(trial)
 
     def tell(self, trial: TrialRecord, value: float | None) -> None:  # noqa: B027 - optional
         """Learn that `trial` scored `value` (None: nothing to learn); model-based methods
@@ -115,10 +137,32 @@ class SearchMethod(abc.ABC):
         finished trial, or its own `latest` reported value (else the worst); None when no trial
         has a value yet.
         """
-        own = trial.objective if _finite(trial.objective) else _latest(trial, self.metric)
         if trial.state in ("completed", "stopped"):
-            return own
-        impute = self.spec.metric.impute if self.spec.metric else "worst"
+            return self._own_value(trial)
+        return self._imputed(trial, self.spec.metric.impute if self.spec.metric else "worst")
+
+    def value_while_running(self, trial: TrialRecord) -> float | None:
+        """The value a running trial counts with while it runs, by W&B's
+        `metric.impute_while_running`; None when it does not count.
+
+        `false` (the default): running trials do not count. `latest`: the trial's latest
+        reported value (the worst finished value while it has none); `best` or `worst`: the best
+        or worst value of any finished trial, as `impute` gives a failed trial. Methods that
+        model the objective (bayes, tpe) count it when suggesting; its real value replaces it
+        once the trial ends.
+        """
+        strategy = self.spec.metric.impute_while_running if self.spec.metric else "false"
+        if strategy == "false" or trial.state not in ACTIVE_STATES:
+            return None
+        if trial.number in self.finished:
+            return None
+        return self._imputed(trial, strategy)
+
+    def _own_value(self, trial: TrialRecord) -> float | None:
+        return trial.objective if _finite(trial.objective) else _latest(trial, self.metric)
+
+    def _imputed(self, trial: TrialRecord, impute: str) -> float | None:
+        own = self._own_value(trial)
         if impute == "latest" and own is not None:
             return own
         seen = [
@@ -133,6 +177,19 @@ class SearchMethod(abc.ABC):
         best = max(seen) if self.maximize else min(seen)
         worst = min(seen) if self.maximize else max(seen)
         return best if impute == "best" else worst
+
+
+def finished_in_order(trials: list[TrialRecord]) -> list[TrialRecord]:
+    """The finished trials among `trials`, in the order they ended (by number where unknown)."""
+    finished = [trial for trial in trials if trial.state in FINISHED_STATES]
+    with_time = sorted(
+        (trial for trial in finished if trial.finished_at is not None),
+        key=lambda trial: (trial.finished_at, trial.number),
+    )
+    without_time = sorted(
+        (trial for trial in finished if trial.finished_at is None), key=lambda t: t.number
+    )
+    return [*with_time, *without_time]
 
 
 def _finite(value: Any) -> bool:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from service.search.base import TrialRecord
 from service.search.keras_tuner_oracle import KerasTunerOracleSearch
 
 
@@ -11,9 +14,11 @@ class BayesSearch(KerasTunerOracleSearch):
     """Suggests what a Gaussian process of the results so far expects to be best.
 
     Keras Tuner's `BayesianOptimizationOracle`: the first `max(3 * dimensions, 3)` trials are
-    random; then a Matern-kernel Gaussian process is fitted to the finished trials (running ones
-    count with a pessimistic guess, so parallel trials differ) and the next trial minimises its
-    lower confidence bound. Failed trials count with the spec's `metric.impute` value.
+    random; then a Matern-kernel Gaussian process is fitted to the finished trials and the next
+    trial minimises its lower confidence bound. Failed trials count with the spec's
+    `metric.impute` value. Running trials count with a pessimistic guess of the process, so
+    parallel trials differ, or, with `metric.impute_while_running`, with that value: as
+    finished trials while the oracle suggests, running again afterwards.
     """
 
     def make_oracle(self, objective: Any, hyperparameters: Any, seed: int | None) -> Any:
@@ -24,3 +29,28 @@ class BayesSearch(KerasTunerOracleSearch):
             seed=seed,
             max_consecutive_failed_trials=10**9,
         )
+
+    def suggest(self, number: int, trials: list[TrialRecord]) -> Any:
+        with self._running_trials_counted(trials):
+            return super().suggest(number, trials)
+
+    @contextmanager
+    def _running_trials_counted(self, trials: list[TrialRecord]) -> Iterator[None]:
+        """While inside, the running trials that count while they run (`value_while_running`)
+        are completed trials of the oracle with that score."""
+        counted = []
+        for record in trials:
+            value = self.value_while_running(record)
+            tuner_id = f"ktsweep-{record.number}"
+            trial = self.oracle.ongoing_trials.get(tuner_id)
+            if value is None or trial is None:
+                continue
+            counted.append((tuner_id, trial))
+            del self.oracle.ongoing_trials[tuner_id]
+            trial.status, trial.score = "COMPLETED", value
+        try:
+            yield
+        finally:
+            for tuner_id, trial in counted:
+                trial.status, trial.score = "RUNNING", None
+                self.oracle.ongoing_trials[tuner_id] = trial

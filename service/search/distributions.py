@@ -82,6 +82,48 @@ def ppf(parameter: ParameterSpec, u: float) -> Any:
     raise ValueError(f"unknown distribution {distribution!r}")
 
 
+def cdf(parameter: ParameterSpec, value: Any) -> float:
+    """The quantile in [0, 1] at which `ppf` gives `value` (its inverse, up to rounding).
+
+    A categorical value or an integer maps to the middle of the quantiles that give it; a
+    quantized value to the quantile of the value itself. A number `ppf` cannot give maps to the
+    nearest end; a categorical value not among `values` raises `ValueError`.
+    """
+    distribution = parameter.resolved_distribution()
+    low, high = parameter.min, parameter.max
+    match distribution:
+        case "constant":
+            return 0.5
+        case "categorical":
+            return _clip((parameter.values.index(value) + 0.5) / len(parameter.values))
+        case "categorical_w_probabilities":
+            probabilities = parameter.probabilities or []
+            index = parameter.values.index(value)
+            return _clip(sum(probabilities[:index]) + probabilities[index] / 2)
+        case "int_uniform":
+            count = int(high) - int(low) + 1
+            return _clip((round(value) - int(low) + 0.5) / count)
+        case "uniform" | "q_uniform":
+            return _unlerp(low, high, value)
+        case "log_uniform" | "q_log_uniform":
+            return _unlerp(low, high, _log(value))
+        case "log_uniform_values" | "q_log_uniform_values":
+            return _unlerp(math.log(low), math.log(high), _log(value))
+        case "inv_log_uniform":
+            return 1.0 - _unlerp(low, high, -_log(value))
+        case "inv_log_uniform_values":
+            return 1.0 - _unlerp(-math.log(high), -math.log(low), -_log(value))
+        case "normal" | "q_normal":
+            return _clip(float(stats.norm.cdf(value, loc=parameter.mu, scale=parameter.sigma)))
+        case "log_normal" | "q_log_normal":
+            return _clip(
+                float(stats.norm.cdf(_log(value), loc=parameter.mu, scale=parameter.sigma))
+            )
+        case "beta" | "q_beta":
+            return _clip(float(stats.beta.cdf(value, parameter.a, parameter.b)))
+    raise ValueError(f"unknown distribution {distribution!r}")
+
+
 def sample_parameters(parameters: dict[str, ParameterSpec], rng: random.Random) -> dict[str, Any]:
     """Draw one configuration; nested `parameters` come out as nested dicts, as in W&B."""
     return {name: sample_parameter(parameter, rng) for name, parameter in parameters.items()}
@@ -114,6 +156,18 @@ def _index(u: float, count: int) -> int:
 
 def _lerp(low: float, high: float, u: float) -> float:
     return low + (high - low) * u
+
+
+def _unlerp(low: float, high: float, value: float) -> float:
+    return _clip((value - low) / (high - low))
+
+
+def _clip(u: float) -> float:
+    return min(max(u, 0.0), 1.0)
+
+
+def _log(value: float) -> float:
+    return math.log(value) if value > 0 else -math.inf
 
 
 def _normal(parameter: ParameterSpec, u: float) -> float:

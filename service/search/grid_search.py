@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from service.search.base import SearchMethod, TrialRecord
@@ -10,8 +11,11 @@ from service.search.base import SearchMethod, TrialRecord
 class GridSearch(SearchMethod):
     """Walks the Cartesian product of all values in a fixed order; exhausted after the last.
 
-    A continuous parameter has no finite set of values, so it is an error, as in W&B.
-    Hyperparameters inside an inactive conditional scope are left out of a combination.
+    Each trial gets the first combination no trial of the sweep has had yet (as W&B's grid
+    does), so after a controller restart the grid goes on where it was, whichever order the
+    earlier trials took. A continuous parameter has no finite set of values, so it is an error,
+    as in W&B. Hyperparameters inside an inactive conditional scope are left out of a
+    combination.
 
     Raises:
         ValueError: a dimension of the space is continuous.
@@ -23,11 +27,26 @@ class GridSearch(SearchMethod):
         if problems:
             raise ValueError(" ".join(problems))
         self._grid = self.space.grid()
+        self._tried: set[str] = set()
+        self._next = 0  # every combination before it has been tried
 
     def __len__(self) -> int:
         return len(self._grid)
 
     def suggest(self, number: int, trials: list[TrialRecord]) -> dict[str, Any] | None:
-        if number >= len(self._grid):
+        tried = self._tried | {_key(trial.hyperparameters) for trial in trials}
+        while self._next < len(self._grid) and _key(self._grid[self._next]) in tried:
+            self._next += 1
+        if self._next >= len(self._grid):
             return None
-        return self._grid[number]
+        config = self._grid[self._next]
+        self._tried.add(_key(config))
+        return config
+
+    def restore(self, trials: list[TrialRecord]) -> None:
+        self._tried.update(_key(trial.hyperparameters) for trial in trials)
+        super().restore(trials)
+
+
+def _key(config: dict[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True, default=repr)

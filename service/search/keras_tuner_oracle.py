@@ -4,6 +4,9 @@ The oracle searches a Keras Tuner space: hyperparameters `build(hp)` declares ke
 `hp.Int/Float/Choice/...` objects (and conditions); a W&B parameter becomes `hp.Choice` over the
 indices of its values when categorical, otherwise `hp.Float` over its quantile in [0, 1], mapped
 back through the W&B distribution (so normal, beta, ... are searchable too).
+
+After a controller restart, `restore` hands the oracle the sweep's trials as if it had created
+them itself (see `KerasTunerOracleSearch.restore`).
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits
 
-from service.search.base import SearchMethod, TrialRecord, metric_history
-from service.search.space import KerasTunerDimension, nest
+from service.search.base import SearchMethod, Suggestion, TrialRecord, metric_history
+from service.search.space import KerasTunerDimension, flatten, nest
 
 
 class KerasTunerOracleSearch(SearchMethod):
@@ -36,6 +39,7 @@ class KerasTunerOracleSearch(SearchMethod):
         self.oracle.verbose = 0
         self._trial_ids: dict[int, str] = {}
         self._numbers: dict[str, int] = {}
+        self._configs: dict[int, dict[str, Any]] = {}
         self._waiting = False
 
     def make_oracle(self, objective: Any, hyperparameters: Any, seed: int | None) -> Any:
@@ -51,7 +55,10 @@ class KerasTunerOracleSearch(SearchMethod):
             return None
         self._trial_ids[number] = trial.trial_id
         self._numbers[trial.trial_id] = number
-        return self.make_suggestion(trial.hyperparameters.values)
+        suggestion = self.make_suggestion(trial.hyperparameters.values)
+        config = suggestion.hyperparameters if isinstance(suggestion, Suggestion) else suggestion
+        self._configs[number] = config
+        return suggestion
 
     def make_suggestion(self, values: dict[str, Any]) -> dict[str, Any] | Any:
         """What `suggest` returns for the oracle's `values`."""
@@ -74,6 +81,77 @@ class KerasTunerOracleSearch(SearchMethod):
         kt_trial = self.oracle.trials[trial_id]
         kt_trial.status = "COMPLETED" if (points or value is not None) else "FAILED"
         self.oracle.end_trial(kt_trial)
+
+    def restore(self, trials: list[TrialRecord]) -> None:
+        """Hand the oracle the sweep's trials as if it had created them, then observe the
+        finished ones in the order they ended.
+
+        Each trial, in number order, becomes one of the oracle's trials with the values it was
+        created with: a seeded oracle draws its random trials again, so these come back exactly
+        and its random state moves on as it did; any other trial's values are worked back from
+        its configuration (`values_from_config`). Running trials stay running (the oracle treats
+        them as its ongoing trials) until they are observed.
+        """
+        for record in sorted(trials, key=lambda trial: trial.number):
+            if record.number not in self._trial_ids:
+                self._register(record, self.restored_values(record))
+        super().restore(trials)
+
+    def restored_values(self, record: TrialRecord) -> dict[str, Any]:
+        """The oracle's values for a trial it is told about in `restore` (called in number
+        order); by default its own next random draw when that gives the trial's configuration,
+        else the values worked back from the configuration."""
+        return self.replay_random_values(record.hyperparameters) or self.values_from_config(
+            record.hyperparameters
+        )
+
+    def replay_random_values(self, config: dict[str, Any]) -> dict[str, Any] | None:
+        """The oracle's next random draw, when it is `config` (the oracle then stands where it
+        stood after drawing it); None, and the oracle's random state untouched, otherwise."""
+        seed_state = self.oracle._seed_state
+        values = self.oracle._random_values()
+        if values is not None and self.config_from_values(values) == config:
+            return values
+        self.oracle._seed_state = seed_state
+        return None
+
+    def values_from_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The oracle's values for a configuration: the inverse of `config_from_values`."""
+        coordinates = self.space.coordinates(config)
+        flat = flatten(config)
+        values: dict[str, Any] = {}
+        for dimension in self.space.dimensions:
+            if isinstance(dimension, KerasTunerDimension):
+                # Keras Tuner keeps its own values, fixed ones included.
+                placed = dimension.name in coordinates or dimension.is_constant
+                if placed and dimension.name in flat:
+                    values[dimension.name] = flat[dimension.name]
+            elif dimension.name in coordinates:
+                values[dimension.name] = coordinates[dimension.name]
+        return values
+
+    def next_trial_id(self) -> str:
+        """The id the oracle gives the next trial it creates (its count of trials, padded)."""
+        return f"{{:0{len(str(self.oracle.max_trials))}d}}".format(len(self.oracle.trials))
+
+    def _register(self, record: TrialRecord, values: dict[str, Any]) -> None:
+        """Make `record` one of the oracle's trials, running, as `create_trial` would have."""
+        oracle = self.oracle
+        trial_id = self.next_trial_id()
+        hyperparameters = oracle.hyperparameters.copy()
+        hyperparameters.values = values
+        trial = self._kt.engine.trial.Trial(
+            hyperparameters=hyperparameters, trial_id=trial_id, status="RUNNING"
+        )
+        tuner_id = f"ktsweep-{record.number}"
+        oracle._record_values(trial)
+        oracle.tuner_ids.add(tuner_id)
+        oracle.ongoing_trials[tuner_id] = trial
+        oracle.trials[trial_id] = trial
+        oracle.start_order.append(trial_id)
+        self._trial_ids[record.number] = trial_id
+        self._numbers[trial_id] = record.number
+        self._configs[record.number] = record.hyperparameters
 
     def _oracle_space(self) -> Any:
         kt = self._kt

@@ -31,6 +31,10 @@ class Dimension(abc.ABC):
         """The value at quantile `u` in [0, 1]."""
 
     @abc.abstractmethod
+    def to_unit(self, value: Any) -> float:
+        """The quantile in [0, 1] of `value`: the inverse of `from_unit` (up to rounding)."""
+
+    @abc.abstractmethod
     def grid_values(self) -> list[Any]:
         """Every value, for grid search; raises `ValueError` for a continuous dimension."""
 
@@ -58,6 +62,9 @@ class WandbDimension(Dimension):
 
     def from_unit(self, u: float) -> Any:
         return distributions.ppf(self.parameter, u)
+
+    def to_unit(self, value: Any) -> float:
+        return distributions.cdf(self.parameter, value)
 
     def grid_values(self) -> list[Any]:
         return distributions.grid_values(self.parameter)
@@ -88,6 +95,11 @@ class KerasTunerDimension(Dimension):
         if self.kind == "Fixed":
             return self.hp.value
         return self.hp.prob_to_value(min(u, 1.0 - 1e-12))
+
+    def to_unit(self, value: Any) -> float:
+        if self.kind == "Fixed":
+            return 0.5
+        return min(max(float(self.hp.value_to_prob(value)), 0.0), 1.0)
 
     def grid_values(self) -> list[Any]:
         if self.kind == "Fixed":
@@ -150,6 +162,32 @@ class SearchSpace:
             if dimension.is_active(flat):
                 flat[dimension.name] = dimension.from_unit(units.get(dimension.name, 0.5))
         return nest(flat)
+
+    def coordinates(self, config: dict[str, Any]) -> dict[str, int | float]:
+        """Where a configuration lies in the space bayes and tpe search: per active, non-constant
+        dimension, the index of its value (categorical) or its quantile (otherwise).
+
+        The inverse of how those methods turn coordinates into a configuration, so a restarted
+        controller can tell them the trials it finds in the database. A value the space cannot
+        place (one no longer among a categorical's values) is left out.
+        """
+        flat = flatten(config)
+        chosen: dict[str, Any] = {}
+        coordinates: dict[str, int | float] = {}
+        for dimension in self.dimensions:
+            if not dimension.is_active(chosen) or dimension.name not in flat:
+                continue
+            value = chosen[dimension.name] = flat[dimension.name]
+            if dimension.is_constant:
+                continue
+            try:
+                if dimension.choices is not None:
+                    coordinates[dimension.name] = dimension.choices.index(value)
+                else:
+                    coordinates[dimension.name] = dimension.to_unit(value)
+            except (ValueError, TypeError):
+                continue
+        return coordinates
 
     def sample(self, rng: random.Random) -> dict[str, Any]:
         """One configuration drawn at random (every dimension's own distribution)."""

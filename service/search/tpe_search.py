@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import optuna
@@ -13,24 +14,26 @@ from service.search.space import nest
 class TpeSearch(SearchMethod):
     """Suggests configurations likelier under a density of good trials than of bad ones.
 
-    An in-memory optuna study with `TPESampler(seed=spec.seed)`: each `suggest` is
-    `study.ask()` plus one `suggest_*` call per active dimension (categorical dimensions by value
-    index, every other one by its quantile in [0, 1], mapped through its own distribution); each
-    finished trial is `study.tell(...)` with its value (failed trials: the `metric.impute`
-    value, or failed when there is none yet). The first 10 trials are random (optuna's default).
+    Optuna's `TPESampler`: each `suggest` asks an in-memory study holding every trial learned
+    so far (finished trials with their value; failed ones with the `metric.impute` value, or
+    left out when there is none yet; running ones with the `metric.impute_while_running` value
+    when the spec asks for it), then calls one `suggest_*` per active dimension (categorical
+    dimensions by value index, every other one by its quantile in [0, 1], mapped through its own
+    distribution). The first 10 trials are random (optuna's default).
+
+    Trial `n` of a seeded sweep is drawn with its own seed, derived from the spec's `seed` and
+    `n`, and the study is rebuilt from the trials' configurations, so a restarted controller
+    that `restore`s the finished trials suggests exactly what it would have suggested.
     """
 
     def __init__(self, spec, seed=None, space=None, stopping_rule=None):
         super().__init__(spec, seed, space, stopping_rule)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.study = optuna.create_study(
-            direction="maximize" if self.maximize else "minimize",
-            sampler=optuna.samplers.TPESampler(seed=self.seed),
-        )
-        self._trials: dict[int, optuna.Trial] = {}
+        self.direction = "maximize" if self.maximize else "minimize"
+        self._learned: dict[int, optuna.trial.FrozenTrial] = {}
 
     def suggest(self, number: int, trials: list[TrialRecord]) -> dict[str, Any] | None:
-        trial = self.study.ask()
+        trial = self.study_for(number, trials).ask()
         flat: dict[str, Any] = {}
         for dimension in self.space.dimensions:
             if not dimension.is_active(flat):
@@ -45,14 +48,46 @@ class TpeSearch(SearchMethod):
                 flat[dimension.name] = dimension.from_unit(
                     trial.suggest_float(dimension.name, 0.0, 1.0)
                 )
-        self._trials[number] = trial
         return nest(flat)
 
+    def study_for(self, number: int, trials: list[TrialRecord]) -> optuna.Study:
+        """The study that suggests trial `number`: every trial learned so far, plus the running
+        trials among `trials` that count while they run (`metric.impute_while_running`)."""
+        learned = dict(self._learned)
+        for record in trials:
+            if record.number in learned:
+                continue
+            running_value = self.value_while_running(record)
+            if running_value is not None:
+                learned[record.number] = self._frozen_trial(record.hyperparameters, running_value)
+        study = optuna.create_study(
+            direction=self.direction, sampler=optuna.samplers.TPESampler(seed=self._seed(number))
+        )
+        # In trial-number order, as an uninterrupted study would hold them.
+        study.add_trials([learned[n] for n in sorted(learned)])
+        return study
+
     def tell(self, trial: TrialRecord, value: float | None) -> None:
-        optuna_trial = self._trials.pop(trial.number, None)
-        if optuna_trial is None:
-            return
-        if value is None:
-            self.study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
-        else:
-            self.study.tell(optuna_trial, value)
+        if value is not None:  # a failed trial with nothing to impute teaches TPE nothing
+            self._learned[trial.number] = self._frozen_trial(trial.hyperparameters, value)
+
+    def _seed(self, number: int) -> int | None:
+        if self.seed is None:
+            return None
+        return random.Random(f"{self.seed}:{number}").getrandbits(32)
+
+    def _frozen_trial(self, config: dict[str, Any], value: float) -> optuna.trial.FrozenTrial:
+        coordinates = self.space.coordinates(config)
+        distributions: dict[str, optuna.distributions.BaseDistribution] = {}
+        for dimension in self.space.dimensions:
+            if dimension.name not in coordinates:
+                continue
+            if dimension.choices is not None:
+                distributions[dimension.name] = optuna.distributions.CategoricalDistribution(
+                    list(range(len(dimension.choices)))
+                )
+            else:
+                distributions[dimension.name] = optuna.distributions.FloatDistribution(0.0, 1.0)
+        return optuna.trial.create_trial(
+            params=coordinates, distributions=distributions, value=value
+        )
