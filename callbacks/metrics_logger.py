@@ -80,6 +80,12 @@ class MetricsLogger(keras.callbacks.Callback):
         self.global_batch = 0
         self._writer: HistoryWriter | None = None
         self._schedule: Any = None
+        self._iterations_at_begin = 0
+        self._step_at_begin = initial_global_step
+        if not batch_wise:
+            # No batch hook at all: Keras then dispatches batches without waiting on callbacks
+            # (JAX and PyTorch run ahead of the accelerator); the step comes from the optimizer.
+            self.on_train_batch_end = super().on_train_batch_end
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         run = require_run(type(self).__name__)
@@ -89,6 +95,9 @@ class MetricsLogger(keras.callbacks.Callback):
         run.define_metric("epoch/epoch")
         run.define_metric("epoch/*", step_metric="epoch/epoch")
         self._schedule = learning_rate_schedule(self.model.optimizer)
+        if self._schedule is not None and not self.logging_batch_wise:
+            self._iterations_at_begin = _iterations(self.model.optimizer)
+            self._step_at_begin = self.global_step
         self._close_writer()
         # Epoch rows go through the same queue as batch rows to keep their order.
         self._writer = HistoryWriter(run) if self.logging_batch_wise else None
@@ -104,6 +113,9 @@ class MetricsLogger(keras.callbacks.Callback):
         self.global_batch += self.log_freq
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self._schedule is not None and not self.logging_batch_wise:
+            steps = _iterations(self.model.optimizer) - self._iterations_at_begin
+            self.global_step = self._step_at_begin + steps
         row = {f"epoch/{name}": value for name, value in logs.items()} if logs else {}
         row["epoch/epoch"] = epoch
         self._add_learning_rate(row, "epoch/learning_rate")
@@ -132,6 +144,10 @@ class MetricsLogger(keras.callbacks.Callback):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def _iterations(optimizer: Any) -> int:
+    return int(keras.ops.convert_to_numpy(optimizer.iterations))
 
 
 def _schedule_value_or_none(schedule: Any, step: int) -> float | None:

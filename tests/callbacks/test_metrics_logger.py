@@ -7,8 +7,10 @@ import copy
 import keras
 import pytest
 import wandb
+from keras.src.utils.python_utils import is_default
 
 from callbacks import MetricsLogger, WandbMetricsLogger
+from callbacks._history_writer import HistoryWriter
 
 EPOCHS = 2
 BATCH_SIZE = 128
@@ -78,14 +80,21 @@ def test_epoch_metrics_are_plotted_against_epoch(spy, run_file, offline_run, dig
     }
 
 
-def test_batch_logging_logs_every_batch_against_batch_step(spy, digits, make_model):
+def rows_with(rows: list[dict], key: str) -> list[dict]:
+    return [row for row in rows if key in row]
+
+
+def test_batch_logging_logs_every_batch_against_batch_step(
+    spy, run_file, offline_run, digits, make_model
+):
     fit(make_model(), digits, [MetricsLogger(log_freq="batch")])
 
-    rows = spy.rows_with("batch/batch_step")
+    history = run_file(offline_run).history
+    rows = rows_with(history, "batch/batch_step")
     assert [row["batch/batch_step"] for row in rows] == list(
         range(EPOCHS * steps_per_epoch(digits))
     )
-    assert set(rows[0]) == {
+    assert {key for key in rows[0] if not key.startswith("_")} == {
         "batch/loss",
         "batch/accuracy",
         "batch/batch_step",
@@ -93,24 +102,55 @@ def test_batch_logging_logs_every_batch_against_batch_step(spy, digits, make_mod
     }
     defined = {args[0]: kwargs.get("step_metric") for args, kwargs in spy.calls["define_metric"]}
     assert defined["batch/*"] == "batch/batch_step"
-    assert len(spy.rows_with("epoch/epoch")) == EPOCHS
+    assert len(rows_with(history, "epoch/epoch")) == EPOCHS
 
 
-def test_batch_rows_are_logged_in_order_before_fit_returns(spy, digits, make_model):
-    fit(make_model(), digits, [MetricsLogger(log_freq="batch")])
+def test_batch_rows_are_logged_in_order_before_fit_returns(
+    run_file, offline_run, digits, make_model
+):
+    logger = MetricsLogger(log_freq="batch")
+    fit(make_model(), digits, [logger])
+    assert logger._writer is None  # closed: every row was handed to W&B inside fit
 
-    steps = [row.get("batch/batch_step", row.get("epoch/epoch")) for row in spy.logged_rows]
+    history = run_file(offline_run).history
+    steps = [row.get("batch/batch_step", row.get("epoch/epoch")) for row in history]
     per_epoch = steps_per_epoch(digits)
     expected = list(range(per_epoch)) + [0] + list(range(per_epoch, 2 * per_epoch)) + [1]
     assert steps == expected
+    # One history row per call, numbered as `run.log` numbers them.
+    assert [row["_step"] for row in history] == list(range(len(history)))
 
 
-def test_integer_log_freq_logs_every_nth_batch(spy, digits, make_model):
+def test_integer_log_freq_logs_every_nth_batch(run_file, offline_run, digits, make_model):
     fit(make_model(), digits, [MetricsLogger(log_freq=4)], epochs=1)
 
-    rows = spy.rows_with("batch/batch_step")
+    rows = rows_with(run_file(offline_run).history, "batch/batch_step")
     logged_batches = [b for b in range(steps_per_epoch(digits)) if b % 4 == 0]
     assert [row["batch/batch_step"] for row in rows] == [4 * i for i in range(len(logged_batches))]
+
+
+def test_batch_rows_fall_back_to_run_log_where_run_internals_differ(offline_run):
+    class LogOnlyRun:
+        """A run object that has `log` and nothing else W&B's `Run` has."""
+
+        def __init__(self) -> None:
+            self.rows = []
+
+        def log(self, row):
+            self.rows.append(row)
+            offline_run.log(row)
+
+    run = LogOnlyRun()
+    writer = HistoryWriter(run)
+    for step in range(5):
+        writer.log({"batch/batch_step": step, "batch/loss": lambda: 0.5})
+    writer.close()
+    assert run.rows == [{"batch/batch_step": step, "batch/loss": 0.5} for step in range(5)]
+
+
+def test_epoch_logging_leaves_keras_free_to_dispatch_batches_asynchronously(offline_run):
+    assert is_default(MetricsLogger().on_train_batch_end)
+    assert not is_default(MetricsLogger(log_freq="batch").on_train_batch_end)
 
 
 @pytest.mark.parametrize("log_freq", ["often", 0, -3, 1.5, True])
@@ -119,15 +159,25 @@ def test_rejects_log_freq_that_is_not_epoch_batch_or_positive_int(offline_run, l
         MetricsLogger(log_freq=log_freq)
 
 
-def test_learning_rate_follows_schedule(spy, digits, make_model):
+def test_learning_rate_follows_schedule(run_file, offline_run, digits, make_model):
     schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=3, decay_rate=0.5)
     fit(make_model(learning_rate=schedule), digits, [MetricsLogger(log_freq="batch")], epochs=1)
 
-    batch_rates = [row["batch/learning_rate"] for row in spy.rows_with("batch/batch_step")]
+    history = run_file(offline_run).history
+    batch_rates = [row["batch/learning_rate"] for row in rows_with(history, "batch/batch_step")]
     expected = [float(schedule(step + 1)) for step in range(steps_per_epoch(digits))]
     assert batch_rates == pytest.approx(expected)
-    (epoch_row,) = spy.rows_with("epoch/epoch")
+    (epoch_row,) = rows_with(history, "epoch/epoch")
     assert epoch_row["epoch/learning_rate"] == pytest.approx(expected[-1])
+
+
+def test_epoch_logging_follows_schedule_by_optimizer_steps(spy, digits, make_model):
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=3, decay_rate=0.5)
+    fit(make_model(learning_rate=schedule), digits, [MetricsLogger()], epochs=2)
+
+    per_epoch = steps_per_epoch(digits)
+    rates = [row["epoch/learning_rate"] for row in spy.rows_with("epoch/epoch")]
+    assert rates == pytest.approx([float(schedule(per_epoch)), float(schedule(2 * per_epoch))])
 
 
 def test_learning_rate_is_right_after_resume(spy, digits, make_model):
@@ -149,13 +199,16 @@ def test_learning_rate_change_by_another_callback_is_logged(spy, digits, make_mo
     assert rates == pytest.approx([0.01, 0.005])
 
 
-def test_logger_can_be_deep_copied_for_keras_tuner_trials(spy, digits, make_model):
+def test_logger_can_be_deep_copied_for_keras_tuner_trials(
+    run_file, offline_run, digits, make_model
+):
     logger = MetricsLogger(log_freq="batch")
     fit(make_model(), digits, [copy.deepcopy(logger)], epochs=1)
     fit(make_model(), digits, [copy.deepcopy(logger)], epochs=1)
 
-    assert len(spy.rows_with("epoch/epoch")) == 2
-    assert len(spy.rows_with("batch/batch_step")) == 2 * steps_per_epoch(digits)
+    history = run_file(offline_run).history
+    assert len(rows_with(history, "epoch/epoch")) == 2
+    assert len(rows_with(history, "batch/batch_step")) == 2 * steps_per_epoch(digits)
 
 
 def test_works_in_disabled_mode(wandb_env, digits, make_model):
