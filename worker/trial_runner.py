@@ -12,7 +12,6 @@ from typing import Any
 
 import keras
 import keras_tuner as kt
-import wandb
 
 from worker.entry_points import resolve_entry_point
 from worker.last_checkpoint import LastEpochCheckpoint, forget_last_checkpoint, write_worker_info
@@ -174,6 +173,8 @@ def start_wandb_run(
     directory = settings.get("dir")
     if directory:
         os.makedirs(directory, exist_ok=True)
+    import wandb  # only where a trial logs to W&B: the library runs without it
+
     return wandb.init(
         project=settings.get("project") or "ktsweep",
         entity=settings.get("entity"),
@@ -272,6 +273,8 @@ def resolve_checkpoint(reference: str) -> str:
     """
     if reference.startswith(WANDB_ARTIFACT_SCHEME):
         name = reference[len(WANDB_ARTIFACT_SCHEME) :]
+        import wandb
+
         directory = wandb.Api().artifact(name, type="model").download()
         files = sorted(Path(directory).glob("*.keras")) or sorted(Path(directory).iterdir())
         if not files:
