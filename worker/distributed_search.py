@@ -51,6 +51,7 @@ def distribute(
     timeout_s: float | None = None,
     fresh_process: bool | None = None,
     address: str | None = None,
+    checkpoint_every_s: float = 10.0,
 ) -> DistributedSearch:
     """Make `tuner.search(...)` run its trials in parallel on Ray.
 
@@ -64,8 +65,9 @@ def distribute(
     cluster of several machines, the tuner's `directory` must be a folder all of them share.
 
     A worker process that dies mid-trial (killed, out of memory, its node lost) is retried up
-    to `max_retries` times, resuming from the trial's checkpoint of its latest epoch (a
-    `run_trial` of a subclass restarts instead, since it may build its model another way).
+    to `max_retries` times, resuming from the trial's latest checkpoint (a `run_trial` of a
+    subclass restarts instead, since it may build its model another way). That checkpoint is
+    saved at the end of an epoch once `checkpoint_every_s` seconds have passed since the last.
 
     Args:
         tuner: A Keras Tuner tuner (`RandomSearch`, `GridSearch`, `BayesianOptimization`,
@@ -85,6 +87,9 @@ def distribute(
         fresh_process: True: each trial in a new process; None (default): GPU and TPU trials
             in a new process each, CPU trials in warm reused processes.
         address: The Ray cluster's address. Default None: `RAY_ADDRESS`, else a local Ray.
+        checkpoint_every_s: Seconds between the resumable checkpoints a trial saves at the
+            end of its epochs (the whole model with its optimizer state), so a retried trial
+            loses at most this much training. 0 saves every epoch. Default 10.
 
     Returns:
         The `DistributedSearch` that `tuner.search` now is.
@@ -108,6 +113,7 @@ def distribute(
         timeout_s=timeout_s,
         fresh_process=fresh_process,
         address=address,
+        checkpoint_every_s=checkpoint_every_s,
     )
     tuner.search = search
     return search
@@ -136,6 +142,7 @@ class DistributedSearch:
         timeout_s: float | None = None,
         fresh_process: bool | None = None,
         address: str | None = None,
+        checkpoint_every_s: float = 10.0,
     ):
         if not isinstance(tuner, kt.engine.base_tuner.BaseTuner):
             raise TypeError(
@@ -164,6 +171,16 @@ class DistributedSearch:
         self.timeout_s = timeout_s
         self.fresh_process = fresh_process
         self.address = address
+        if isinstance(checkpoint_every_s, bool) or not isinstance(checkpoint_every_s, int | float):
+            raise TypeError(
+                "checkpoint_every_s must be a number of seconds (0 saves every epoch); "
+                f"received {checkpoint_every_s!r}."
+            )
+        if checkpoint_every_s < 0:
+            raise ValueError(
+                f"checkpoint_every_s must be 0 or more seconds; received {checkpoint_every_s}."
+            )
+        self.checkpoint_every_s = float(checkpoint_every_s)
         self._task = trial_task(_tuner_trial_task, self.resources, fresh_process)
 
     def __call__(self, *fit_args, **fit_kwargs) -> None:
@@ -224,6 +241,7 @@ class DistributedSearch:
             "resume": attempt > 1,
             "wandb": self.wandb,
             "callbacks": self.callbacks,
+            "checkpoint_every_s": self.checkpoint_every_s,
         }
         ref = self._task.remote([shipped, data], trial, context)
         deadline = time.monotonic() + self.timeout_s if self.timeout_s else None
@@ -416,7 +434,11 @@ def run_tuner_trial(
             {"validation_data": fit_kwargs.get("validation_data")},
         )
         user_callbacks = list(fit_kwargs.get("callbacks") or [])
-        fit_kwargs["callbacks"] = [*user_callbacks, *ours, LastEpochCheckpoint(trial_dir)]
+        fit_kwargs["callbacks"] = [
+            *user_callbacks,
+            *ours,
+            LastEpochCheckpoint(trial_dir, every_s=context.get("checkpoint_every_s", 0.0)),
+        ]
         if resume is not None:
             _continue_from(tuner, trial, fit_kwargs, *resume)
         outcome = _run_and_score(tuner, trial, fit_args, fit_kwargs)

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +35,34 @@ class LastEpochCheckpoint(keras.callbacks.Callback):
     Args:
         directory: Folder for `last.keras` and `last.json`; created when missing.
         model_filename: File name of the checkpoint. Default `"last.keras"`.
+        every_s: Save at the end of an epoch only when at least this many seconds have passed
+            since the last save (or since training began), and always after the last epoch:
+            short epochs then cost one save per `every_s` seconds instead of one each, and a
+            worker that dies loses at most that much training. Default 0: every epoch.
     """
 
-    def __init__(self, directory: str | os.PathLike, model_filename: str = LAST_CHECKPOINT):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        model_filename: str = LAST_CHECKPOINT,
+        every_s: float = 0.0,
+    ):
         super().__init__()
         self.directory = Path(directory)
         self.model_filename = model_filename
+        self.every_s = every_s
         self.path: str | None = None
         self.epoch: int | None = None
+        self._last_save = 0.0
 
     def on_train_begin(self, logs=None):
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._last_save = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
+        final = epoch + 1 >= (self.params or {}).get("epochs", 0)
+        if not final and time.monotonic() - self._last_save < self.every_s:
+            return
         target = self.directory / self.model_filename
         partial = self.directory / f"partial-{os.getpid()}-{self.model_filename}"
         self.model.save(partial)
@@ -56,6 +72,7 @@ class LastEpochCheckpoint(keras.callbacks.Callback):
         # the controller fills that step in from here when it resumes the trial.
         info = {"path": self.path, "epoch": epoch + 1, "metrics": plain_metrics(logs)}
         _write_json(self.directory / LAST_CHECKPOINT_INFO, info)
+        self._last_save = time.monotonic()
 
 
 def last_epoch_metrics(directory: str | os.PathLike | None) -> tuple[int, dict[str, Any]] | None:

@@ -304,7 +304,7 @@ def test_a_killed_worker_is_retried_from_its_last_epoch(tmp_path):
         directory=str(tmp_path),
         project_name="kill",
     )
-    distribute(tuner, parallel_trials=1, max_retries=1)
+    distribute(tuner, parallel_trials=1, max_retries=1, checkpoint_every_s=0)
     epoch_log = tmp_path / "epochs.txt"
     killer = kill_worker_after_epoch(tmp_path / "kill" / "trial_0", epochs=2)
     search(tuner, epochs=6, callbacks=[SlowEpochs(epoch_log)])
