@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -15,11 +14,13 @@ from sqlalchemy import text
 from service import sweeps as store
 from service import web
 from service.api.deps import AuthError
+from service.api.presenters import FastJSONResponse
 from service.api.routes import sweeps, trials
 from service.auth import load_or_create_secret
 from service.config import Settings
-from service.db import make_engine, make_sessions, migrate
+from service.db import AsyncConnections, make_engine, make_sessions, migrate
 from service.observability import Metrics
+from service.report_writer import ReportWriter
 from service.scheduler import Scheduler
 from service.spec import SpecError
 
@@ -27,10 +28,10 @@ API_PREFIX = "/api/v1"
 
 
 class SafeJSONResponse(JSONResponse):
-    """JSON with non-ASCII escaped, so any text (even a lone surrogate) can be sent back."""
+    """JSON by orjson; text it cannot encode (a lone surrogate) is sent back escaped."""
 
     def render(self, content) -> bytes:
-        return json.dumps(content, ensure_ascii=True, allow_nan=False).encode("ascii")
+        return FastJSONResponse.render(self, content)
 
 
 def create_app(settings: Settings | None = None, executor=None) -> FastAPI:
@@ -63,13 +64,18 @@ def create_app(settings: Settings | None = None, executor=None) -> FastAPI:
         metrics=metrics,
     )
 
+    connections = AsyncConnections(engine)
+    reports = ReportWriter(connections)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         scheduler.start()
         try:
             yield
         finally:
+            await reports.close()
             scheduler.stop()
+            await connections.dispose()
             engine.dispose()
 
     app = FastAPI(
@@ -80,7 +86,10 @@ def create_app(settings: Settings | None = None, executor=None) -> FastAPI:
         default_response_class=SafeJSONResponse,
     )
     app.state.settings = settings
+    app.state.connections = connections
     app.state.sessions = sessions
+    app.state.reports = reports
+    app.state.sweep_goals = {}  # sweep id -> metric goal, for listing trials by metric
     app.state.scheduler = scheduler
     app.state.metrics = metrics
     app.include_router(sweeps.router, prefix=API_PREFIX)

@@ -3,6 +3,7 @@ more than `run_cap` in all, and the next trial starts the moment one ends."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -25,8 +26,10 @@ from service.models import (
     utcnow,
 )
 from service.observability import Metrics
+from service.report_writer import ReportWriter
 from service.search import SearchMethod, Suggestion, TrialRecord, make_search_method
 from service.spec import SweepSpec, TrialSection, is_program_sweep
+from service.sweeps import ReportIn
 from worker.last_checkpoint import last_epoch_metrics, read_last_checkpoint
 from worker.trial_spec import TrialResult, TrialSpec
 
@@ -85,6 +88,8 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._methods: dict[str, SearchMethod] = {}
         self._methods_lock = threading.Lock()
+        # Per sweep: whether its method has an early-termination rule (a spec never changes).
+        self._decides_on_reports: dict[str, bool] = {}
 
     def start(self) -> None:
         self.executor.start()
@@ -385,10 +390,32 @@ class Scheduler:
             self.metrics.reports.inc()
         if action != "continue":
             return action
+        return self._decide_on_report(session, trial_id)
+
+    async def handle_report(self, writer: ReportWriter, report: ReportIn) -> str:
+        """`on_report` for the API: the report is stored with others in one commit (group
+        commit), and only a sweep with an early-termination rule costs a decision."""
+        recorded = await writer.record(report)
+        if self.metrics is not None:
+            self.metrics.reports.inc()
+        if (
+            recorded.action != "continue"
+            or self._decides_on_reports.get(recorded.sweep_id) is False
+        ):
+            return recorded.action
+
+        def decide() -> str:
+            with self.sessions() as session:
+                return self._decide_on_report(session, report.trial_id)
+
+        return await asyncio.to_thread(decide)
+
+    def _decide_on_report(self, session: Session, trial_id: str) -> str:
         trial = store.get_trial(session, trial_id)
         method = self.method_for(trial.sweep)
-        if not may_stop_trials(method):
-            return action  # no early-termination rule: skip loading every trial's history
+        decides = self._decides_on_reports[trial.sweep_id] = may_stop_trials(method)
+        if not decides:
+            return "continue"  # no early-termination rule: skip loading every trial's history
         trials = list(session.scalars(select(Trial).where(Trial.sweep_id == trial.sweep_id)))
         histories = _histories(session, trial.sweep_id)
         records = [trial_record(t, histories.get(t.id, [])) for t in trials]

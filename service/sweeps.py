@@ -6,12 +6,15 @@ Routes call these functions; the scheduler calls them too. Nothing here knows th
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import JSON, Connection, Float, Integer, Text, bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from service.models import (
@@ -66,10 +69,7 @@ def get_sweep(session: Session, sweep_id: str) -> Sweep:
 def get_trial(session: Session, trial_id: str) -> Trial:
     trial = session.get(Trial, trial_id)
     if trial is None:
-        raise NotFoundError(
-            f"no trial with id '{trial_id}'; list a sweep's trials with "
-            "GET /api/v1/sweeps/{id}/trials."
-        )
+        raise _trial_not_found(trial_id)
     return trial
 
 
@@ -130,42 +130,6 @@ def list_sweeps(
         sweeps = sweeps[:limit]
         next_cursor = _encode_cursor([sweeps[-1].created_at.isoformat(), sweeps[-1].id])
     return sweeps, next_cursor
-
-
-def list_trials(
-    session: Session,
-    sweep: Sweep,
-    state: str | None = None,
-    order: str = "number",
-    cursor: str | None = None,
-    limit: int = 50,
-) -> tuple[list[Trial], str | None]:
-    """A sweep's trials, `limit` at a time.
-
-    `order="number"` lists them in submission order; `order="metric"` best first by the sweep's
-    goal, trials without a metric last. The cursor holds the position after the last one seen.
-    """
-    query = select(Trial).where(Trial.sweep_id == sweep.id)
-    if state:
-        query = query.where(Trial.state == state)
-    if order == "metric":
-        _, goal = metric_goal(sweep)
-        missing_last = Trial.objective.is_(None).asc()
-        by_metric = Trial.objective.desc() if goal == "maximize" else Trial.objective.asc()
-        query = query.order_by(missing_last, by_metric, Trial.number)
-        offset = _cursor_int(cursor, "metric")
-        trials = list(session.scalars(query.offset(offset).limit(limit + 1)))
-        next_cursor = _encode_cursor(["metric", offset + limit]) if len(trials) > limit else None
-        return trials[:limit], next_cursor
-    query = query.order_by(Trial.number)
-    if cursor:
-        query = query.where(Trial.number > _cursor_int(cursor, "number"))
-    trials = list(session.scalars(query.limit(limit + 1)))
-    next_cursor = None
-    if len(trials) > limit:
-        trials = trials[:limit]
-        next_cursor = _encode_cursor(["number", trials[-1].number])
-    return trials, next_cursor
 
 
 def _cursor_int(cursor: str | None, kind: str) -> int:
@@ -272,6 +236,149 @@ def _upsert_report(
     )
 
 
+@dataclass(frozen=True)
+class ReportIn:
+    """One worker report, as `record_reports` takes it."""
+
+    trial_id: str
+    step: int
+    metrics: dict[str, float | None]
+    checkpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class ReportRecorded:
+    """What became of a report: the answer for the worker, and the trial's sweep."""
+
+    action: str
+    sweep_id: str
+
+
+_trials = Trial.__table__
+_reports = TrialReport.__table__
+_AT_OR_AFTER = _trials.c.epochs <= bindparam("r_step", type_=Integer)
+_WAS_PENDING = _trials.c.state == TrialState.PENDING.value
+# One statement per report: heartbeat, checkpoint, pending -> running, and the latest metrics
+# unless a newer step was reported already (SET expressions all read the row's old values).
+_UPDATE_TRIAL_ON_REPORT = (
+    update(_trials)
+    .where(_trials.c.id == bindparam("r_trial_id"))
+    .values(
+        heartbeat_at=bindparam("r_now", type_=_trials.c.heartbeat_at.type),
+        checkpoint=func.coalesce(bindparam("r_checkpoint", type_=Text), _trials.c.checkpoint),
+        state=case((_WAS_PENDING, TrialState.RUNNING.value), else_=_trials.c.state),
+        started_at=case(
+            (
+                _WAS_PENDING,
+                func.coalesce(
+                    _trials.c.started_at, bindparam("r_now", type_=_trials.c.started_at.type)
+                ),
+            ),
+            else_=_trials.c.started_at,
+        ),
+        metrics=case((_AT_OR_AFTER, bindparam("r_metrics", type_=JSON)), else_=_trials.c.metrics),
+        objective=case(
+            (_AT_OR_AFTER, bindparam("r_objective", type_=Float)), else_=_trials.c.objective
+        ),
+        epochs=case((_AT_OR_AFTER, bindparam("r_step", type_=Integer)), else_=_trials.c.epochs),
+    )
+)
+
+
+def record_reports(
+    connection: Connection,
+    reports: Sequence[ReportIn],
+    metric_names: dict[str, str | None],
+) -> list[ReportRecorded | Exception]:
+    """Store a batch of reports in the connection's transaction (the caller commits once).
+
+    Each report has the meaning of `record_report`; its outcome (or the NotFoundError /
+    ConflictError that `record_report` would raise) comes back in the same position. One
+    SELECT locks the batch's trials, then the report rows and the trial updates go as two
+    executemany statements. `metric_names` caches each sweep's metric name (a spec never
+    changes).
+    """
+    trial_ids = sorted({report.trial_id for report in reports})
+    # Locked in id order (where the database can), so a trial cannot end between the check
+    # below and the write, and two batches never wait on each other in a cycle.
+    rows = connection.execute(
+        select(_trials.c.id, _trials.c.state, _trials.c.sweep_id, Sweep.state)
+        .join(Sweep, Sweep.id == _trials.c.sweep_id)
+        .where(_trials.c.id.in_(trial_ids))
+        .order_by(_trials.c.id)
+        .with_for_update(of=_trials)
+    ).all()
+    found = {
+        trial_id: (state, sweep_id, sweep_state) for trial_id, state, sweep_id, sweep_state in rows
+    }
+    missing_names = {sweep_id for _, sweep_id, _ in found.values()} - metric_names.keys()
+    if missing_names:
+        for sweep_id, spec in connection.execute(
+            select(Sweep.id, Sweep.spec).where(Sweep.id.in_(missing_names))
+        ):
+            metric_names[sweep_id] = (spec.get("metric") or {}).get("name")
+    outcomes: list[ReportRecorded | Exception] = []
+    report_rows: dict[tuple[str, int], dict[str, Any]] = {}
+    trial_updates: list[dict[str, Any]] = []
+    now = utcnow()
+    for report in reports:
+        if report.trial_id not in found:
+            outcomes.append(_trial_not_found(report.trial_id))
+            continue
+        state, sweep_id, sweep_state = found[report.trial_id]
+        if state in (TrialState.CANCELLED.value, TrialState.STOPPED.value):
+            outcomes.append(ReportRecorded("stop", sweep_id))
+            continue
+        if state not in ACTIVE_TRIAL_STATES:
+            outcomes.append(
+                ConflictError(f"trial '{report.trial_id}' is {state}; it takes no more reports.")
+            )
+            continue
+        # A step reported twice in one batch keeps its last metrics, as two requests would.
+        report_rows[(report.trial_id, report.step)] = {
+            "trial_id": report.trial_id,
+            "step": report.step,
+            "metrics": report.metrics,
+            "created_at": now,
+        }
+        trial_updates.append(
+            {
+                "r_trial_id": report.trial_id,
+                "r_now": now,
+                "r_checkpoint": report.checkpoint or None,
+                "r_step": report.step,
+                "r_metrics": report.metrics,
+                "r_objective": _objective(report.metrics, metric_names.get(sweep_id)),
+            }
+        )
+        action = "stop" if sweep_state == SweepState.CANCELLED.value else "continue"
+        outcomes.append(ReportRecorded(action, sweep_id))
+    if report_rows:
+        upsert = _upsert_reports_statement(connection.dialect.name)
+        connection.execute(upsert, list(report_rows.values()))
+        connection.execute(_UPDATE_TRIAL_ON_REPORT, trial_updates)
+    return outcomes
+
+
+@functools.cache
+def _upsert_reports_statement(dialect: str):
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(_reports)
+    return statement.on_conflict_do_update(
+        index_elements=["trial_id", "step"], set_={"metrics": statement.excluded.metrics}
+    )
+
+
+def _trial_not_found(trial_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"no trial with id '{trial_id}'; list a sweep's trials with "
+        "GET /api/v1/sweeps/{id}/trials."
+    )
+
+
 def record_heartbeat(session: Session, trial_id: str) -> str:
     """Note that a trial's worker is alive; returns "continue" or "stop" as for reports."""
     trial = _locked_trial(session, trial_id)
@@ -354,6 +461,139 @@ def record_trial_result(session: Session, trial_id: str, result: dict[str, Any])
     trial.finished_at = utcnow()
     session.commit()
     return trial
+
+
+# What the API shows of a trial (TrialOut), read as plain rows: no ORM objects on hot paths.
+TRIAL_OUT_COLUMNS = tuple(
+    _trials.c[name]
+    for name in (
+        "id",
+        "sweep_id",
+        "number",
+        "state",
+        "hyperparameters",
+        "metrics",
+        "objective",
+        "epochs",
+        "wandb",
+        "checkpoint",
+        "error",
+        "attempts",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
+)
+
+_TRIAL_OUT_KEYS = tuple(column.name for column in TRIAL_OUT_COLUMNS)
+# Built once: building a statement per request costs more than running it.
+_READ_TRIAL = select(*TRIAL_OUT_COLUMNS).where(_trials.c.id == bindparam("trial_id"))
+_READ_HISTORY = (
+    select(_reports.c.step, _reports.c.metrics)
+    .where(_reports.c.trial_id == bindparam("trial_id"))
+    .order_by(_reports.c.step)
+)
+_READ_GOAL = select(Sweep.spec["metric"]["goal"].as_string(), Sweep.id).where(
+    Sweep.id == bindparam("sweep_id")
+)
+
+
+def read_trial(connection: Connection, trial_id: str) -> tuple[dict[str, Any], list[Any]]:
+    """A trial's row (TRIAL_OUT_COLUMNS) and its history rows (step, metrics) by step."""
+    row = connection.execute(_READ_TRIAL, {"trial_id": trial_id}).first()
+    if row is None:
+        raise _trial_not_found(trial_id)
+    history = connection.execute(_READ_HISTORY, {"trial_id": trial_id}).all()
+    return dict(zip(_TRIAL_OUT_KEYS, row, strict=True)), history
+
+
+def list_trials(
+    connection: Connection,
+    sweep_id: str,
+    goals: dict[str, str],
+    state: str | None = None,
+    order: str = "number",
+    cursor: str | None = None,
+    limit: int = 50,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of a sweep's trials as rows (TRIAL_OUT_COLUMNS), `limit` at a time.
+
+    `order="number"` lists them in submission order; `order="metric"` best first by the sweep's
+    goal, trials without a metric last. Both page by keyset (the cursor holds the last row's
+    position), so a page costs the same wherever it is. `goals` caches each sweep's metric goal
+    (a spec never changes, and sweeps are never deleted).
+    """
+    goal = goals.get(sweep_id)
+    if goal is None:
+        found = connection.execute(_READ_GOAL, {"sweep_id": sweep_id}).first()
+        if found is None:
+            raise NotFoundError(
+                f"no sweep with id '{sweep_id}'; list sweeps with GET /api/v1/sweeps."
+            )
+        goal = goals[sweep_id] = found[0] or "minimize"
+    params: dict[str, Any] = {"sweep_id": sweep_id, "state": state, "limit": limit + 1}
+    after = None
+    if order == "metric" and cursor:
+        params["after_objective"], params["after_number"] = _metric_cursor(cursor)
+        after = "metric" if params["after_objective"] is not None else "missing metric"
+    elif cursor:
+        params["after_number"] = _cursor_int(cursor, "number")
+        after = "number"
+    query = _trial_page_query(state is not None, order, goal == "maximize", after)
+    rows = connection.execute(query, params).all()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        if order == "metric":
+            next_cursor = _encode_cursor(["metric", last.objective, last.number])
+        else:
+            next_cursor = _encode_cursor(["number", last.number])
+    return [dict(zip(_TRIAL_OUT_KEYS, row, strict=True)) for row in rows], next_cursor
+
+
+@functools.cache
+def _trial_page_query(by_state: bool, order: str, maximize: bool, after: str | None):
+    """The statement for one kind of page; `after` is the kind of cursor, if any."""
+    objective, number = _trials.c.objective, _trials.c.number
+    query = select(*TRIAL_OUT_COLUMNS).where(_trials.c.sweep_id == bindparam("sweep_id"))
+    if by_state:
+        query = query.where(_trials.c.state == bindparam("state"))
+    after_number = bindparam("after_number", type_=Integer)
+    after_objective = bindparam("after_objective", type_=Float)
+    if order == "metric":
+        query = query.order_by(
+            objective.is_(None).asc(), objective.desc() if maximize else objective.asc(), number
+        )
+        if after == "metric":
+            beyond = objective < after_objective if maximize else objective > after_objective
+            query = query.where(
+                beyond
+                | ((objective == after_objective) & (number > after_number))
+                | objective.is_(None)
+            )
+        elif after == "missing metric":
+            query = query.where(objective.is_(None), number > after_number)
+    else:
+        query = query.order_by(number)
+        if after == "number":
+            query = query.where(number > after_number)
+    return query.limit(bindparam("limit", type_=Integer))
+
+
+def _metric_cursor(cursor: str) -> tuple[float | None, int]:
+    parts = _decode_cursor(cursor)
+    if (
+        len(parts) != 3
+        or parts[0] != "metric"
+        or not (parts[1] is None or isinstance(parts[1], (int, float)))
+        or not isinstance(parts[2], int)
+    ):
+        raise CursorError(
+            "this cursor belongs to another listing; pass the `next_cursor` of a page listed "
+            "with order=metric, or leave it out for the first page."
+        )
+    return parts[1], parts[2]
 
 
 def trial_history(session: Session, trial: Trial) -> list[dict[str, Any]]:

@@ -1,4 +1,8 @@
-"""Dependencies shared by the routes: the database session, the scheduler, and auth checks."""
+"""Dependencies shared by the routes: the database session, the scheduler, and auth checks.
+
+The checks are `async` though they never wait: FastAPI runs a plain function dependency on a
+worker thread, a thread hop per request for nothing.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_scheduler(request: Request) -> Scheduler:
+async def get_scheduler(request: Request) -> Scheduler:
     return request.app.state.scheduler
 
 
@@ -53,19 +57,19 @@ def _check_operator(request: Request, authorization: str | None) -> None:
         raise AuthError(401, _WRONG)
 
 
-def require_write(request: Request, authorization: AuthorizationHeader = None) -> None:
+async def require_write(request: Request, authorization: AuthorizationHeader = None) -> None:
     """Writes always need an operator token once tokens are configured."""
     _check_operator(request, authorization)
 
 
-def require_read(request: Request, authorization: AuthorizationHeader = None) -> None:
+async def require_read(request: Request, authorization: AuthorizationHeader = None) -> None:
     """Reads need a token too, unless the operator set KTSWEEP_OPEN_READS=1."""
     if request.app.state.settings.open_reads:
         return
     _check_operator(request, authorization)
 
 
-def require_report(
+async def require_report(
     request: Request, trial_id: str, authorization: AuthorizationHeader = None
 ) -> None:
     """Reports take an operator token, or the trial's own token (only for that trial)."""

@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from service import sweeps as store
 from service.api.deps import ReadAccess, SchedulerDep, SessionDep, WriteAccess
-from service.api.presenters import sweep_out, trial_out
+from service.api.presenters import FastJSONResponse, sweep_out, trial_out, trial_out_json
 from service.entry_policy import check_entry_points
 from service.models import SweepState, TrialState
 from service.schemas import ErrorOut, ProblemList, SweepList, SweepOut, TrialList, TrialOut
@@ -136,25 +136,27 @@ def cancel_sweep(sweep_id: str, session: SessionDep, scheduler: SchedulerDep):
     responses={**_FOUND, 422: {"model": ProblemList}},
     dependencies=[ReadAccess],
 )
-def list_trials(
+async def list_trials(
     sweep_id: str,
-    session: SessionDep,
+    request: Request,
     state: TrialStateFilter = None,
     order: TrialOrder = "number",
     cursor: Cursor = None,
     limit: Limit = 50,
 ):
     """A sweep's trials, by number or best metric first."""
-    sweep = store.get_sweep(session, sweep_id)
-    trials, next_cursor = store.list_trials(
-        session,
-        sweep,
-        state=state.value if state else None,
-        order=order,
-        cursor=cursor,
-        limit=limit,
+
+    rows, next_cursor = await request.app.state.connections.read(
+        store.list_trials,
+        sweep_id,
+        request.app.state.sweep_goals,
+        state.value if state else None,
+        order,
+        cursor,
+        limit,
     )
-    return TrialList(items=[trial_out(t) for t in trials], next_cursor=next_cursor)
+    items = [trial_out_json(row) for row in rows]
+    return FastJSONResponse({"items": items, "next_cursor": next_cursor})
 
 
 @router.get(

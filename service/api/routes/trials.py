@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from service import sweeps as store
 from service.api.deps import ReadAccess, ReportAccess, SchedulerDep, SessionDep
-from service.api.presenters import trial_detail
+from service.api.presenters import FastJSONResponse, trial_detail_json
 from service.schemas import ErrorOut, ProblemList, ReportIn, ReportOut, TrialDetail
 
 router = APIRouter(prefix="/trials", tags=["trials"])
@@ -15,9 +15,11 @@ _FOUND = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
 
 
 @router.get("/{trial_id}", response_model=TrialDetail, responses=_FOUND, dependencies=[ReadAccess])
-def get_trial(trial_id: str, session: SessionDep):
+async def get_trial(trial_id: str, request: Request):
     """A trial: hyperparameters, state, per-epoch metric history, W&B run link, error."""
-    return trial_detail(session, store.get_trial(session, trial_id))
+
+    row, history = await request.app.state.connections.read(store.read_trial, trial_id)
+    return FastJSONResponse(trial_detail_json(row, history))
 
 
 @router.post(
@@ -31,10 +33,11 @@ def get_trial(trial_id: str, session: SessionDep):
     },
     dependencies=[ReportAccess],
 )
-def report(trial_id: str, body: ReportIn, session: SessionDep, scheduler: SchedulerDep):
+async def report(trial_id: str, body: ReportIn, request: Request, scheduler: SchedulerDep):
     """A worker reports one step's metrics; the answer says `continue` or `stop`."""
-    action = scheduler.on_report(session, trial_id, body.step, body.metrics, body.checkpoint)
-    return ReportOut(action=action)
+    report = store.ReportIn(trial_id, body.step, body.metrics, body.checkpoint)
+    action = await scheduler.handle_report(request.app.state.reports, report)
+    return FastJSONResponse({"action": action})
 
 
 @router.post(

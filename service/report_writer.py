@@ -1,0 +1,92 @@
+"""Group commit for worker reports: the reports that arrive together share one transaction.
+
+A report is acknowledged only after the transaction holding it has committed, so an answered
+report is durable and visible to the next read. Reports that arrive while a batch commits wait
+for the next batch, so under load every commit carries many reports, and a quiet controller
+still commits each report at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from service import sweeps as store
+from service.db import AsyncConnections
+from service.sweeps import ReportIn, ReportRecorded
+
+log = logging.getLogger(__name__)
+
+
+class ReportWriter:
+    """Records worker reports in batches, one transaction and one commit per batch.
+
+    `record` is awaited by each request; one writer task takes everything queued, writes it in
+    one transaction, and wakes each request with its report's outcome. When a batch fails as a
+    whole (say a deadlock with another transaction), each of its reports is retried alone, so
+    one bad report fails only itself.
+
+    Args:
+        connections: Where the writes run (`service.db.AsyncConnections`).
+        max_batch: Most reports in one transaction. Default 500.
+
+    Example:
+
+    ```python
+    writer = ReportWriter(AsyncConnections(engine))
+    recorded = await writer.record(ReportIn("abc-0", step=1, metrics={"loss": 0.3}))
+    recorded.action  # "continue" or "stop"
+    ```
+    """
+
+    def __init__(self, connections: AsyncConnections, max_batch: int = 500):
+        self.connections = connections
+        self.max_batch = max_batch
+        self._queue: list[tuple[ReportIn, asyncio.Future]] = []
+        self._task: asyncio.Task | None = None
+        self._metric_names: dict[str, str | None] = {}
+
+    async def record(self, report: ReportIn) -> ReportRecorded:
+        """Store `report`; returns once it is committed. Raises NotFoundError or ConflictError
+        as `sweeps.record_report` does."""
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((report, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._write_queued())
+        return await future
+
+    async def close(self) -> None:
+        """Wait for the reports already queued to be written."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def _write_queued(self) -> None:
+        while self._queue:
+            batch = self._queue[: self.max_batch]
+            del self._queue[: self.max_batch]
+            outcomes = await self._write([report for report, _ in batch])
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue  # the request went away
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+    async def _write(self, reports: list[ReportIn]) -> list[ReportRecorded | Exception]:
+        try:
+            return await self._write_batch(reports)
+        except Exception as exc:
+            if len(reports) == 1:
+                return [exc]
+            log.warning("a batch of %d reports failed; writing them one by one", len(reports))
+        outcomes: list[ReportRecorded | Exception] = []
+        for report in reports:
+            try:
+                outcomes.extend(await self._write_batch([report]))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    async def _write_batch(self, reports: list[ReportIn]) -> list[ReportRecorded | Exception]:
+        return await self.connections.write(store.record_reports, reports, self._metric_names)
