@@ -11,8 +11,11 @@ The trial itself runs the tuner's own `run_trial` (so `Hyperband`, a subclass's 
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import os
+import shutil
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -27,6 +30,9 @@ from keras_tuner.src.engine.oracle import _maybe_infer_direction_from_objective 
 from keras_tuner.src.engine.trial import TrialStatus
 
 from worker.last_checkpoint import (
+    LAST_CHECKPOINT,
+    LAST_CHECKPOINT_INFO,
+    WORKER_INFO,
     LastEpochCheckpoint,
     forget_last_checkpoint,
     read_last_checkpoint,
@@ -52,6 +58,7 @@ def distribute(
     fresh_process: bool | None = None,
     address: str | None = None,
     checkpoint_every_s: float = 10.0,
+    shared_directory: bool | None = None,
 ) -> DistributedSearch:
     """Make `tuner.search(...)` run its trials in parallel on Ray.
 
@@ -61,8 +68,11 @@ def distribute(
     oracle decides every trial as before, so `results_summary()`, `get_best_hyperparameters()`,
     `get_best_models()`, resuming with `overwrite=False`, `max_retries_per_trial`,
     `max_consecutive_failed_trials` and `FailedTrialError` keep their meaning. Ray is the
-    cluster at `address` (else `RAY_ADDRESS`), or a local Ray started on first search; on a
-    cluster of several machines, the tuner's `directory` must be a folder all of them share.
+    cluster at `address` (else `RAY_ADDRESS`), or a local Ray started on first search. On a
+    cluster of several machines the tuner's `directory` need not be shared: a trial on another
+    machine works in a folder of its own there, and its files (the best-epoch checkpoint that
+    `get_best_models()` and Hyperband's continuations load) come back to `directory` with its
+    result; a Hyperband continuation takes its parent's checkpoint along.
 
     A worker process that dies mid-trial (killed, out of memory, its node lost) is retried up
     to `max_retries` times, resuming from the trial's latest checkpoint (a `run_trial` of a
@@ -87,6 +97,9 @@ def distribute(
         fresh_process: True: each trial in a new process; None (default): GPU and TPU trials
             in a new process each, CPU trials in warm reused processes.
         address: The Ray cluster's address. Default None: `RAY_ADDRESS`, else a local Ray.
+        shared_directory: Whether every worker sees the tuner's `directory` (a shared file
+            system). None (default): trials on the driver's machine use it, trials on other
+            machines ship their files back. False: every trial ships its files back.
         checkpoint_every_s: Seconds between the resumable checkpoints a trial saves at the
             end of its epochs (the whole model with its optimizer state), so a retried trial
             loses at most this much training. 0 saves every epoch. Default 10.
@@ -114,6 +127,7 @@ def distribute(
         fresh_process=fresh_process,
         address=address,
         checkpoint_every_s=checkpoint_every_s,
+        shared_directory=shared_directory,
     )
     tuner.search = search
     return search
@@ -143,6 +157,7 @@ class DistributedSearch:
         fresh_process: bool | None = None,
         address: str | None = None,
         checkpoint_every_s: float = 10.0,
+        shared_directory: bool | None = None,
     ):
         if not isinstance(tuner, kt.engine.base_tuner.BaseTuner):
             raise TypeError(
@@ -181,6 +196,12 @@ class DistributedSearch:
                 f"checkpoint_every_s must be 0 or more seconds; received {checkpoint_every_s}."
             )
         self.checkpoint_every_s = float(checkpoint_every_s)
+        if shared_directory not in (None, True, False):
+            raise TypeError(
+                f"shared_directory must be True, False or None; received {shared_directory!r}."
+            )
+        self.shared_directory = shared_directory
+        self._driver_node: str | None = None
         self._task = trial_task(_tuner_trial_task, self.resources, fresh_process)
 
     def __call__(self, *fit_args, **fit_kwargs) -> None:
@@ -189,6 +210,7 @@ class DistributedSearch:
         if "verbose" in fit_kwargs:
             tuner.oracle.verbose = fit_kwargs.get("verbose")
         ensure_ray(self.address)
+        self._driver_node = ray.get_runtime_context().get_node_id()
         slots = self.parallel_trials or self._trials_the_cluster_fits()
         data = _put(fit_args, fit_kwargs)
         shipped = ray.put(_worker_copy(tuner))
@@ -242,10 +264,23 @@ class DistributedSearch:
             "wandb": self.wandb,
             "callbacks": self.callbacks,
             "checkpoint_every_s": self.checkpoint_every_s,
+            "driver_node": self._driver_node,
+            "shared_directory": self.shared_directory,
         }
+        if self.shared_directory is not True:
+            context["parent_files"] = self._parent_files(trial)
         ref = self._task.remote([shipped, data], trial, context)
         deadline = time.monotonic() + self.timeout_s if self.timeout_s else None
         running[ref] = _Running(trial, tuner_id, attempt, deadline)
+
+    def _parent_files(self, trial) -> dict[str, bytes] | None:
+        """A Hyperband continuation's parent files (its best-epoch checkpoint and build
+        config), for a worker that can't read them here."""
+        parent = trial.hyperparameters.values.get("tuner/trial_id")
+        if parent is None:
+            return None
+        folder = self.tuner.get_trial_dir(parent)
+        return _trial_files(folder, recursive=False)
 
     def _wait(self, running: dict[ray.ObjectRef, _Running]) -> list[ray.ObjectRef]:
         deadlines = [entry.deadline for entry in running.values() if entry.deadline]
@@ -286,6 +321,13 @@ class DistributedSearch:
         return entry
 
     def _apply(self, trial, outcome: dict[str, Any]) -> None:
+        if outcome.get("files"):
+            trial_dir = self.tuner.get_trial_dir(trial.trial_id)
+            for name, content in outcome["files"].items():
+                path = os.path.join(trial_dir, name)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "wb") as file:
+                    file.write(content)
         if outcome.get("hyperparameters"):
             trial.hyperparameters = kt.HyperParameters.from_config(outcome["hyperparameters"])
         trial.status = outcome["status"]
@@ -405,6 +447,11 @@ def run_tuner_trial(
     tuner = copy.copy(tuner)
     tuner.oracle = tuner.oracle.fresh()
     tuner.oracle.trials[trial.trial_id] = trial
+    local = not _sees_driver_directory(context)
+    if local:
+        _use_node_local_directory(tuner, trial, context.get("parent_files"))
+        if not context.get("resume"):  # nothing of an earlier search may go back as this trial's
+            shutil.rmtree(os.path.join(tuner.project_dir, f"trial_{trial.trial_id}"), True)
     trial_dir = tuner.get_trial_dir(trial.trial_id)
     resume = _resume_point(tuner, trial_dir) if context.get("resume") else None
     if resume is None:
@@ -452,7 +499,49 @@ def run_tuner_trial(
 
         keras.backend.clear_session()
     outcome["hyperparameters"] = trial.hyperparameters.get_config()
+    if local:
+        outcome["files"] = _trial_files(trial_dir)
+        shutil.rmtree(tuner.directory, ignore_errors=True)  # the driver has them now
     return outcome
+
+
+def _sees_driver_directory(context: dict[str, Any]) -> bool:
+    shared = context.get("shared_directory")
+    if shared is not None:
+        return bool(shared)
+    driver = context.get("driver_node")
+    return driver is None or ray.get_runtime_context().get_node_id() == driver
+
+
+def _use_node_local_directory(tuner, trial, parent_files: dict[str, bytes] | None) -> None:
+    """Point the trial's tuner copy at a folder of its own on this machine, named after the
+    tuner's folder and the trial (so a retry on this machine finds its checkpoint there)."""
+    digest = hashlib.sha1(os.path.abspath(str(tuner.directory)).encode()).hexdigest()[:16]
+    name = f"{digest}-trial_{trial.trial_id}"
+    tuner.directory = os.path.join(tempfile.gettempdir(), "ktsweep-tuners", name)
+    parent = trial.hyperparameters.values.get("tuner/trial_id")
+    if parent_files and parent is not None:
+        folder = tuner.get_trial_dir(parent)
+        for name, content in parent_files.items():
+            with open(os.path.join(folder, name), "wb") as file:
+                file.write(content)
+
+
+def _trial_files(trial_dir: str, recursive: bool = True) -> dict[str, bytes]:
+    """The trial folder's files for the driver's copy, less the resumable checkpoint."""
+    skipped = {LAST_CHECKPOINT, LAST_CHECKPOINT_INFO, WORKER_INFO}
+    files = {}
+    for folder, subfolders, names in os.walk(trial_dir):
+        if not recursive:
+            subfolders.clear()
+        for name in names:
+            path = os.path.join(folder, name)
+            relative = os.path.relpath(path, trial_dir)
+            if relative in skipped or name.startswith("partial-"):
+                continue
+            with open(path, "rb") as file:
+                files[relative] = file.read()
+    return files
 
 
 def _run_and_score(tuner, trial, fit_args, fit_kwargs) -> dict[str, Any]:

@@ -128,7 +128,8 @@ def test_training_data_goes_to_the_object_store_once(random_search):
     assert len(holding_data) == 1
 
 
-def test_hyperband_continuations_train_on_from_their_parents(tmp_path):
+@pytest.mark.parametrize("shared_directory", [None, False], ids=["shared", "not-shared"])
+def test_hyperband_continuations_train_on_from_their_parents(tmp_path, shared_directory):
     tuner = kt.Hyperband(
         build_model,
         objective="val_accuracy",
@@ -137,15 +138,21 @@ def test_hyperband_continuations_train_on_from_their_parents(tmp_path):
         seed=1,
         directory=str(tmp_path),
     )
-    distribute(tuner, parallel_trials=2)
+    distribute(tuner, parallel_trials=2, shared_directory=shared_directory)
     search(tuner)
     trials = trials_of(tuner)
     continuations = [t for t in trials if "tuner/trial_id" in t.hyperparameters.values]
     assert continuations
-    assert all(t.status == TrialStatus.COMPLETED for t in trials)
+    assert all(t.status == TrialStatus.COMPLETED for t in trials), [t.message for t in trials]
     for trial in continuations:
         assert trial.hyperparameters.values["tuner/initial_epoch"] > 0
     assert isinstance(tuner.get_best_models(1)[0], keras.Model)
+    for trial in trials:
+        trial_dir = Path(tuner.get_trial_dir(trial.trial_id))
+        # Every trial's best-epoch checkpoint is in the tuner's folder on the driver...
+        assert (trial_dir / "checkpoint.weights.h5").is_file()
+        # ...written there by the worker, or, without a shared folder, sent back by it.
+        assert (read_worker_info(trial_dir) is None) == (shared_directory is False)
 
 
 @pytest.mark.parametrize("method", ["grid", "bayesian"])
