@@ -145,17 +145,24 @@ class SearchMethod(abc.ABC):
         """The value a running trial counts with while it runs, by W&B's
         `metric.impute_while_running`; None when it does not count.
 
-        `false` (the default): running trials do not count. `latest`: the trial's latest
-        reported value (the worst finished value while it has none); `best` or `worst`: the best
-        or worst value of any finished trial, as `impute` gives a failed trial. Methods that
-        model the objective (bayes, tpe) count it when suggesting; its real value replaces it
-        once the trial ends.
+        As in W&B's sweeps, a running trial counts with its own value so far: `latest`, its
+        latest reported value; `best` or `worst`, the best or worst value it has reported (by
+        `metric.goal`). While it has reported none, it counts as `impute` gives a failed trial
+        (the best or worst value of any finished trial). `false` (the default): running trials
+        do not count. Methods that model the objective (bayes, tpe) count it when suggesting;
+        its real value replaces it once the trial ends.
         """
         strategy = self.spec.metric.impute_while_running if self.spec.metric else "false"
         if strategy == "false" or trial.state not in ACTIVE_STATES:
             return None
         if trial.number in self.finished:
             return None
+        values = [value for _, value in metric_history(trial, self.metric)] if self.metric else []
+        if values and strategy in ("best", "worst"):
+            higher = self.maximize == (strategy == "best")
+            return max(values) if higher else min(values)
+        if values:
+            return _latest(trial, self.metric)
         return self._imputed(trial, strategy)
 
     def _own_value(self, trial: TrialRecord) -> float | None:

@@ -46,19 +46,23 @@ def start(method, finished_values, running_latest):
 
 
 @pytest.mark.parametrize(
-    ("strategy", "latest", "expected"),
+    ("strategy", "reported", "expected"),
     [
-        ("false", 0.05, None),
-        ("latest", 0.05, 0.05),
-        ("latest", None, 0.9),  # nothing reported yet: the worst finished value
-        ("worst", 0.05, 0.9),
-        ("best", 0.05, 0.2),
+        ("false", [0.3, 0.05, 0.1], None),
+        ("latest", [0.3, 0.05, 0.1], 0.1),
+        ("best", [0.3, 0.05, 0.1], 0.05),  # its own best so far (val_loss: the lowest)
+        ("worst", [0.3, 0.05, 0.1], 0.3),
+        ("latest", [], 0.9),  # nothing reported yet: as a failed trial, the worst finished
+        ("best", [], 0.2),  # nothing reported yet: the best finished value
+        ("worst", [], 0.9),
     ],
 )
-def test_running_trial_counts_with_the_value_its_strategy_imputes(strategy, latest, expected):
+def test_running_trial_counts_with_the_value_its_strategy_imputes(strategy, reported, expected):
     search = make_search_method(spec_for("random", strategy))
     start(search, [0.2, 0.9], [])
-    assert search.value_while_running(running(2, {"x": 0.5}, latest)) == expected
+    history = [{"step": step, "metrics": {"val_loss": v}} for step, v in enumerate(reported, 1)]
+    trial = TrialRecord(2, {"x": 0.5}, "running", None, len(history), history)
+    assert search.value_while_running(trial) == expected
 
 
 def test_spec_accepts_yaml_false_as_wandb_false():
