@@ -14,6 +14,15 @@ def test_cpu_trials_reuse_warm_processes():
     assert max_calls({"cpu": 2}, fresh_process=True) == 1
 
 
+def test_operators_set_how_many_cpu_trials_a_process_runs(monkeypatch):
+    monkeypatch.setenv("KTSWEEP_CPU_TRIALS_PER_PROCESS", "8")
+    assert max_calls({"cpu": 1}) == 8
+    assert max_calls({"gpu": 1}) == 1
+    monkeypatch.setenv("KTSWEEP_CPU_TRIALS_PER_PROCESS", "many")
+    with pytest.raises(ValueError, match="KTSWEEP_CPU_TRIALS_PER_PROCESS"):
+        max_calls({"cpu": 1})
+
+
 def test_a_gpu_share_limits_each_framework_to_its_share_of_memory():
     options = ray_options({"cpu": 1, "gpu": 0.25})
     assert options["num_gpus"] == 0.25
