@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -70,6 +71,10 @@ def create_app(settings: Settings | None = None, executor=None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         scheduler.start()
+        scheduler.learn_report_rules()
+        # Everything loaded so far (TensorFlow, Ray, ...) lives as long as the process; left
+        # to the collector, each full collection walks it all and stalls every request.
+        gc.freeze()
         try:
             yield
         finally:

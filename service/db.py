@@ -52,14 +52,15 @@ def make_engine(url: str) -> Engine:
 
 # JSON columns (histories, metrics, hyperparameters) are encoded and decoded on every report
 # and read; orjson does it several times faster than the standard library.
-def _json_dumps(value: Any) -> str:
+def json_dumps(value: Any) -> str:
+    """JSON text of a value, as the JSON columns store it."""
     try:
         return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
     except TypeError:  # what orjson refuses (a lone surrogate), the standard library escapes
         return json.dumps(value)
 
 
-_JSON_CODEC: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+_JSON_CODEC: dict[str, Any] = {"json_serializer": json_dumps, "json_deserializer": orjson.loads}
 
 
 class AsyncConnections:
@@ -70,55 +71,55 @@ class AsyncConnections:
     thread waiting for the GIL behind the loop between each statement. SQLite has no asyncio
     driver here, so there the function runs on a worker thread.
 
-    Reads use connections of their own in autocommit mode: a read is then one round trip per
-    statement, with no BEGIN, no ROLLBACK and no ping at checkout; a read on a connection the
-    server closed is retried once on a fresh one instead.
+    On PostgreSQL the connections are in autocommit mode: a statement is one round trip, with
+    no BEGIN, no COMMIT and no ping at checkout. A read on a connection the server closed is
+    retried once on a fresh one.
 
     Args:
-        engine: The (sync) engine of the database; the async engines share its URL.
-        read_pool_size: Connections kept open for reads (PostgreSQL). Default 10.
+        engine: The (sync) engine of the database; the async engine shares its URL.
+        pool_size: Connections kept open (PostgreSQL). Default 10.
     """
 
-    def __init__(self, engine: Engine, read_pool_size: int = 10):
+    def __init__(self, engine: Engine, pool_size: int = 10):
         self.engine = engine
-        self._reads: AsyncEngine | None = None
-        self._writes: AsyncEngine | None = None
+        self._engine: AsyncEngine | None = None
         if engine.dialect.name == "postgresql":
-            self._reads = create_async_engine(
+            self._engine = create_async_engine(
                 engine.url,
                 isolation_level="AUTOCOMMIT",
-                pool_size=read_pool_size,
+                pool_size=pool_size,
                 max_overflow=0,
                 **_JSON_CODEC,
             )
-            self._writes = create_async_engine(
-                engine.url, pool_pre_ping=True, pool_size=2, max_overflow=2, **_JSON_CODEC
-            )
 
     async def read(self, work: Callable[..., T], *args: Any) -> T:
-        """`work(connection, *args)` on a connection, each statement committed on its own."""
-        if self._reads is None:
+        """`work(connection, *args)`, which only reads."""
+        if self._engine is None:
             return await run_in_threadpool(self._run_sync, work, args, False)
         try:
-            async with self._reads.connect() as connection:
+            async with self._engine.connect() as connection:
                 return await connection.run_sync(work, *args)
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
-        async with self._reads.connect() as connection:  # the database restarted: once more
+        async with self._engine.connect() as connection:  # the database restarted: once more
             return await connection.run_sync(work, *args)
 
     async def write(self, work: Callable[..., T], *args: Any) -> T:
-        """`work(connection, *args)` in a transaction, committed when it returns."""
-        if self._writes is None:
+        """`work(connection, *args)`; what it wrote is committed when this returns.
+
+        On PostgreSQL each statement commits on its own (autocommit), so work that must be
+        atomic has to be a single statement there (as `sweeps.record_reports` is); on SQLite
+        the work runs in one transaction.
+        """
+        if self._engine is None:
             return await run_in_threadpool(self._run_sync, work, args, True)
-        async with self._writes.begin() as connection:
+        async with self._engine.connect() as connection:
             return await connection.run_sync(work, *args)
 
     async def dispose(self) -> None:
-        for engine in (self._reads, self._writes):
-            if engine is not None:
-                await engine.dispose()
+        if self._engine is not None:
+            await self._engine.dispose()
 
     def _run_sync(self, work: Callable[..., T], args: tuple, transaction: bool) -> T:
         with self.engine.begin() if transaction else self.engine.connect() as connection:

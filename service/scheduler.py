@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from service import sweeps as store
@@ -161,13 +161,12 @@ class Scheduler:
         its task is cancelled and it is retried (or failed, with no retries left)."""
         deadline = utcnow() - timedelta(seconds=self.heartbeat_timeout_s)
         with self.sessions() as session:
+            # Only the silent ones: loading every running trial would stall the API each pass.
+            last_seen = func.coalesce(Trial.heartbeat_at, Trial.started_at)
             silent = session.scalars(
-                select(Trial).where(Trial.state == TrialState.RUNNING.value)
+                select(Trial).where(Trial.state == TrialState.RUNNING.value, last_seen <= deadline)
             ).all()
             for trial in silent:
-                last_seen = trial.heartbeat_at or trial.started_at
-                if last_seen is None or last_seen > deadline:
-                    continue
                 error = (
                     f"no report or heartbeat from the worker for {self.heartbeat_timeout_s:g} s; "
                     "the trial was declared lost."
@@ -409,6 +408,23 @@ class Scheduler:
                 return self._decide_on_report(session, report.trial_id)
 
         return await asyncio.to_thread(decide)
+
+    def learn_report_rules(self) -> None:
+        """Find out now, for every sweep with trials still going, whether its reports need an
+        early-termination decision: building a sweep's search method can take seconds, better
+        spent at start than while a worker's report waits."""
+        with self.sessions() as session:
+            sweeps = session.scalars(
+                select(Sweep).where(
+                    Sweep.state.in_([SweepState.RUNNING.value, SweepState.PAUSED.value]),
+                    Sweep.trials.any(Trial.state.in_(ACTIVE_TRIAL_STATES)),
+                )
+            ).all()
+            for sweep in sweeps:
+                try:
+                    self._decides_on_reports[sweep.id] = may_stop_trials(self.method_for(sweep))
+                except Exception:  # its first report will try again, and say what is wrong
+                    log.exception("could not build the search method of sweep %s", sweep.id)
 
     def _decide_on_report(self, session: Session, trial_id: str) -> str:
         trial = store.get_trial(session, trial_id)

@@ -14,9 +14,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Float, Integer, Text, bindparam, case, func, select, update
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Float,
+    Integer,
+    Text,
+    bindparam,
+    case,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
+from service.db import json_dumps
 from service.models import (
     ACTIVE_TRIAL_STATES,
     Sweep,
@@ -293,14 +306,39 @@ def record_reports(
     """Store a batch of reports in the connection's transaction (the caller commits once).
 
     Each report has the meaning of `record_report`; its outcome (or the NotFoundError /
-    ConflictError that `record_report` would raise) comes back in the same position. One
-    SELECT locks the batch's trials, then the report rows and the trial updates go as two
-    executemany statements. `metric_names` caches each sweep's metric name (a spec never
-    changes).
+    ConflictError that `record_report` would raise) comes back in the same position. On
+    PostgreSQL the whole batch is one statement (one round trip); elsewhere one SELECT locks
+    the batch's trials, then the report rows and the trial updates go as two executemany
+    statements. `metric_names` caches each sweep's metric name (a spec never changes).
     """
-    trial_ids = sorted({report.trial_id for report in reports})
+    if connection.dialect.name == "postgresql":
+        found = _write_reports_in_one_statement(connection, reports)
+    else:
+        found = _lock_trials(connection, sorted({report.trial_id for report in reports}))
+        _write_reports(connection, reports, found, metric_names)
+    return [_report_outcome(report, found) for report in reports]
+
+
+# trial id -> (its state, its sweep's id, its sweep's state), before the batch.
+_TrialStates = dict[str, tuple[str, str, str]]
+
+
+def _report_outcome(report: ReportIn, found: _TrialStates) -> ReportRecorded | Exception:
+    if report.trial_id not in found:
+        return _trial_not_found(report.trial_id)
+    state, sweep_id, sweep_state = found[report.trial_id]
+    if state in (TrialState.CANCELLED.value, TrialState.STOPPED.value):
+        return ReportRecorded("stop", sweep_id)
+    if state not in ACTIVE_TRIAL_STATES:
+        return ConflictError(f"trial '{report.trial_id}' is {state}; it takes no more reports.")
+    return ReportRecorded(
+        "stop" if sweep_state == SweepState.CANCELLED.value else "continue", sweep_id
+    )
+
+
+def _lock_trials(connection: Connection, trial_ids: list[str]) -> _TrialStates:
     # Locked in id order (where the database can), so a trial cannot end between the check
-    # below and the write, and two batches never wait on each other in a cycle.
+    # and the write, and two batches never wait on each other in a cycle.
     rows = connection.execute(
         select(_trials.c.id, _trials.c.state, _trials.c.sweep_id, Sweep.state)
         .join(Sweep, Sweep.id == _trials.c.sweep_id)
@@ -308,56 +346,147 @@ def record_reports(
         .order_by(_trials.c.id)
         .with_for_update(of=_trials)
     ).all()
-    found = {
+    return {
         trial_id: (state, sweep_id, sweep_state) for trial_id, state, sweep_id, sweep_state in rows
     }
-    missing_names = {sweep_id for _, sweep_id, _ in found.values()} - metric_names.keys()
+
+
+def _write_reports(
+    connection: Connection,
+    reports: Sequence[ReportIn],
+    found: _TrialStates,
+    metric_names: dict[str, str | None],
+) -> None:
+    accepted = [
+        report
+        for report in reports
+        if report.trial_id in found and found[report.trial_id][0] in ACTIVE_TRIAL_STATES
+    ]
+    if not accepted:
+        return
+    missing_names = {found[report.trial_id][1] for report in accepted} - metric_names.keys()
     if missing_names:
         for sweep_id, spec in connection.execute(
             select(Sweep.id, Sweep.spec).where(Sweep.id.in_(missing_names))
         ):
             metric_names[sweep_id] = (spec.get("metric") or {}).get("name")
-    outcomes: list[ReportRecorded | Exception] = []
-    report_rows: dict[tuple[str, int], dict[str, Any]] = {}
-    trial_updates: list[dict[str, Any]] = []
     now = utcnow()
-    for report in reports:
-        if report.trial_id not in found:
-            outcomes.append(_trial_not_found(report.trial_id))
-            continue
-        state, sweep_id, sweep_state = found[report.trial_id]
-        if state in (TrialState.CANCELLED.value, TrialState.STOPPED.value):
-            outcomes.append(ReportRecorded("stop", sweep_id))
-            continue
-        if state not in ACTIVE_TRIAL_STATES:
-            outcomes.append(
-                ConflictError(f"trial '{report.trial_id}' is {state}; it takes no more reports.")
-            )
-            continue
-        # A step reported twice in one batch keeps its last metrics, as two requests would.
-        report_rows[(report.trial_id, report.step)] = {
+    # A step reported twice in one batch keeps its last metrics, as two requests would.
+    report_rows = {
+        (report.trial_id, report.step): {
             "trial_id": report.trial_id,
             "step": report.step,
             "metrics": report.metrics,
             "created_at": now,
         }
-        trial_updates.append(
-            {
-                "r_trial_id": report.trial_id,
-                "r_now": now,
-                "r_checkpoint": report.checkpoint or None,
-                "r_step": report.step,
-                "r_metrics": report.metrics,
-                "r_objective": _objective(report.metrics, metric_names.get(sweep_id)),
-            }
-        )
-        action = "stop" if sweep_state == SweepState.CANCELLED.value else "continue"
-        outcomes.append(ReportRecorded(action, sweep_id))
-    if report_rows:
-        upsert = _upsert_reports_statement(connection.dialect.name)
-        connection.execute(upsert, list(report_rows.values()))
-        connection.execute(_UPDATE_TRIAL_ON_REPORT, trial_updates)
-    return outcomes
+        for report in accepted
+    }
+    trial_updates = [
+        {
+            "r_trial_id": report.trial_id,
+            "r_now": now,
+            "r_checkpoint": report.checkpoint or None,
+            "r_step": report.step,
+            "r_metrics": report.metrics,
+            "r_objective": _objective(report.metrics, metric_names[found[report.trial_id][1]]),
+        }
+        for report in accepted
+    ]
+    upsert = _upsert_reports_statement(connection.dialect.name)
+    connection.execute(upsert, list(report_rows.values()))
+    connection.execute(_UPDATE_TRIAL_ON_REPORT, trial_updates)
+
+
+# The batch in one statement: lock the trials (in id order), upsert the report rows of the
+# active ones, update those trials as _UPDATE_TRIAL_ON_REPORT does, and return every trial's
+# state from before. Each trial is updated once, from its reports folded in Python: the last
+# report of the highest step brings the metrics, the last checkpoint given wins.
+_WRITE_REPORTS_POSTGRESQL = text(
+    """
+WITH locked AS (
+    SELECT t.id, t.state, t.sweep_id, s.state AS sweep_state,
+           s.spec -> 'metric' ->> 'name' AS metric_name
+    FROM trials AS t JOIN sweeps AS s ON s.id = t.sweep_id
+    WHERE t.id = ANY(CAST(:trial_ids AS varchar[]))
+    ORDER BY t.id
+    FOR UPDATE OF t
+),
+new_reports AS (
+    INSERT INTO trial_reports (trial_id, step, metrics, created_at)
+    SELECT r.trial_id, r.step, CAST(r.metrics AS json), :now
+    FROM unnest(
+        CAST(:report_trial_ids AS varchar[]),
+        CAST(:report_steps AS integer[]),
+        CAST(:report_metrics AS text[])
+    ) AS r (trial_id, step, metrics)
+    JOIN locked ON locked.id = r.trial_id
+    WHERE locked.state IN ('pending', 'running')
+    ON CONFLICT (trial_id, step) DO UPDATE SET metrics = excluded.metrics
+),
+latest AS (
+    SELECT u.trial_id, u.step, CAST(u.metrics AS json) AS metrics, u.checkpoint,
+           locked.metric_name
+    FROM unnest(
+        CAST(:trial_ids AS varchar[]),
+        CAST(:steps AS integer[]),
+        CAST(:metrics AS text[]),
+        CAST(:checkpoints AS text[])
+    ) AS u (trial_id, step, metrics, checkpoint)
+    JOIN locked ON locked.id = u.trial_id
+    WHERE locked.state IN ('pending', 'running')
+),
+updated AS (
+    UPDATE trials AS t SET
+        heartbeat_at = :now,
+        checkpoint = COALESCE(latest.checkpoint, t.checkpoint),
+        state = CASE WHEN t.state = 'pending' THEN 'running' ELSE t.state END,
+        started_at = CASE WHEN t.state = 'pending' THEN COALESCE(t.started_at, :now)
+                     ELSE t.started_at END,
+        metrics = CASE WHEN t.epochs <= latest.step THEN latest.metrics ELSE t.metrics END,
+        objective = CASE
+            WHEN t.epochs > latest.step THEN t.objective
+            WHEN json_typeof(latest.metrics -> latest.metric_name) = 'number'
+                THEN CAST(latest.metrics ->> latest.metric_name AS double precision)
+        END,
+        epochs = CASE WHEN t.epochs <= latest.step THEN latest.step ELSE t.epochs END
+    FROM latest
+    WHERE t.id = latest.trial_id
+)
+SELECT id, state, sweep_id, sweep_state FROM locked
+"""
+)
+
+
+def _write_reports_in_one_statement(
+    connection: Connection, reports: Sequence[ReportIn]
+) -> _TrialStates:
+    rows: dict[tuple[str, int], ReportIn] = {}
+    latest: dict[str, ReportIn] = {}
+    checkpoints: dict[str, str] = {}
+    for report in reports:
+        rows[(report.trial_id, report.step)] = report  # a step given twice: the last one
+        if report.trial_id not in latest or report.step >= latest[report.trial_id].step:
+            latest[report.trial_id] = report
+        if report.checkpoint:
+            checkpoints[report.trial_id] = report.checkpoint
+    trial_ids = sorted(latest)
+    result = connection.execute(
+        _WRITE_REPORTS_POSTGRESQL,
+        {
+            "now": utcnow(),
+            "report_trial_ids": [report.trial_id for report in rows.values()],
+            "report_steps": [report.step for report in rows.values()],
+            "report_metrics": [json_dumps(report.metrics) for report in rows.values()],
+            "trial_ids": trial_ids,
+            "steps": [latest[trial_id].step for trial_id in trial_ids],
+            "metrics": [json_dumps(latest[trial_id].metrics) for trial_id in trial_ids],
+            "checkpoints": [checkpoints.get(trial_id) for trial_id in trial_ids],
+        },
+    )
+    return {
+        trial_id: (state, sweep_id, sweep_state)
+        for trial_id, state, sweep_id, sweep_state in result
+    }
 
 
 @functools.cache
