@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
+import psycopg
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
+from sqlalchemy.sql.expression import Executable
+from sqlalchemy.util import greenlet_spawn
 from starlette.concurrency import run_in_threadpool
 
 T = TypeVar("T")
@@ -64,16 +66,13 @@ _JSON_CODEC: dict[str, Any] = {"json_serializer": json_dumps, "json_deserializer
 
 
 class AsyncConnections:
-    """Runs a function of a (sync) `Connection` from async code without blocking the loop.
+    """Database work for async code (the API's hot paths) that never blocks the event loop.
 
-    On PostgreSQL the function runs on the event loop itself, over psycopg's asyncio driver
-    (SQLAlchemy bridges the sync calls with greenlets): no thread hop per request, and no
-    thread waiting for the GIL behind the loop between each statement. SQLite has no asyncio
-    driver here, so there the function runs on a worker thread.
-
-    On PostgreSQL the connections are in autocommit mode: a statement is one round trip, with
-    no BEGIN, no COMMIT and no ping at checkout. A read on a connection the server closed is
-    retried once on a fresh one.
+    On PostgreSQL it runs on the event loop itself, over psycopg's asyncio driver: no thread
+    hop per request, and no thread waiting for the GIL behind the loop between statements. Its
+    connections are in autocommit mode, so a statement is one round trip, with no BEGIN, no
+    COMMIT and no ping at checkout. SQLite has no asyncio driver here, so there the work runs
+    on worker threads through the (sync) engine.
 
     Args:
         engine: The (sync) engine of the database; the async engine shares its URL.
@@ -83,30 +82,73 @@ class AsyncConnections:
     def __init__(self, engine: Engine, pool_size: int = 10):
         self.engine = engine
         self._engine: AsyncEngine | None = None
+        self._sql: dict[Executable, tuple[str, dict[str, Any]]] = {}
         if engine.dialect.name == "postgresql":
             self._engine = create_async_engine(
                 engine.url,
                 isolation_level="AUTOCOMMIT",
                 pool_size=pool_size,
                 max_overflow=0,
+                pool_reset_on_return=None,  # autocommit: no transaction is ever left open
                 **_JSON_CODEC,
             )
 
-    async def read(self, work: Callable[..., T], *args: Any) -> T:
-        """`work(connection, *args)`, which only reads."""
+    async def read(self, work: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """`await work(fetch, *args)`: `await fetch(statement, params)` runs one prebuilt
+        SELECT and gives its rows as tuples, on one connection.
+
+        On PostgreSQL the statements go to psycopg as they are (compiled once per statement),
+        skipping SQLAlchemy's execution machinery: on the hot read paths it cost more than the
+        queries. So a statement's columns must be of types psycopg decodes as SQLAlchemy would
+        (text, numbers, JSON, timestamps with time zone) and its parameters plain values. A
+        read on a connection the server closed is retried once on a fresh one.
+        """
         if self._engine is None:
-            return await run_in_threadpool(self._run_sync, work, args, False)
+            return await work(self._fetch_on_thread, *args)
         try:
-            async with self._engine.connect() as connection:
-                return await connection.run_sync(work, *args)
-        except DBAPIError as exc:
-            if not exc.connection_invalidated:
+            return await self._read_on(work, args)
+        except psycopg.OperationalError as exc:
+            if not getattr(exc, "connection_broken", False):
                 raise
-        async with self._engine.connect() as connection:  # the database restarted: once more
-            return await connection.run_sync(work, *args)
+        return await self._read_on(work, args)  # the database restarted: once more
+
+    async def _read_on(self, work: Callable[..., Awaitable[T]], args: tuple) -> T:
+        pooled = await self._engine.raw_connection()
+        connection = pooled.driver_connection
+
+        async def fetch(statement: Executable, params: dict[str, Any]) -> list[tuple]:
+            sql, defaults = self._compiled(statement)
+            async with connection.cursor() as cursor:
+                await cursor.execute(sql, {**defaults, **params})
+                return await cursor.fetchall()
+
+        try:
+            return await work(fetch, *args)
+        except psycopg.OperationalError as exc:
+            if connection.broken:
+                exc.connection_broken = True
+                await greenlet_spawn(pooled.invalidate, exc)
+            raise
+        finally:
+            await greenlet_spawn(pooled.close)
+
+    def _compiled(self, statement: Executable) -> tuple[str, dict[str, Any]]:
+        compiled = self._sql.get(statement)
+        if compiled is None:
+            done = statement.compile(dialect=self._engine.dialect)
+            compiled = self._sql[statement] = (str(done), dict(done.params))
+        return compiled
+
+    async def _fetch_on_thread(self, statement: Executable, params: dict[str, Any]) -> list:
+        def fetch() -> list:
+            with self.engine.connect() as connection:
+                return connection.execute(statement, params).all()
+
+        return await run_in_threadpool(fetch)
 
     async def write(self, work: Callable[..., T], *args: Any) -> T:
-        """`work(connection, *args)`; what it wrote is committed when this returns.
+        """`work(connection, *args)` with a (sync) `Connection`; what it wrote is committed
+        when this returns (on PostgreSQL SQLAlchemy bridges the sync calls with greenlets).
 
         On PostgreSQL each statement commits on its own (autocommit), so work that must be
         atomic has to be a single statement there (as `sweeps.record_reports` is); on SQLite

@@ -10,7 +10,7 @@ import functools
 import json
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import Executable
 
 from service.db import json_dumps
 from service.models import (
@@ -622,22 +623,24 @@ _READ_HISTORY = (
     .where(_reports.c.trial_id == bindparam("trial_id"))
     .order_by(_reports.c.step)
 )
-_READ_GOAL = select(Sweep.spec["metric"]["goal"].as_string(), Sweep.id).where(
-    Sweep.id == bindparam("sweep_id")
-)
+_READ_SPEC = select(Sweep.spec).where(Sweep.id == bindparam("sweep_id"))
+_OBJECTIVE, _NUMBER = _TRIAL_OUT_KEYS.index("objective"), _TRIAL_OUT_KEYS.index("number")
+
+# Runs one of the statements above with its parameters; gives the rows as tuples.
+Fetch = Callable[[Executable, dict[str, Any]], Awaitable[Sequence[Sequence[Any]]]]
 
 
-def read_trial(connection: Connection, trial_id: str) -> tuple[dict[str, Any], list[Any]]:
+async def read_trial(fetch: Fetch, trial_id: str) -> tuple[dict[str, Any], Sequence[Any]]:
     """A trial's row (TRIAL_OUT_COLUMNS) and its history rows (step, metrics) by step."""
-    row = connection.execute(_READ_TRIAL, {"trial_id": trial_id}).first()
-    if row is None:
+    rows = await fetch(_READ_TRIAL, {"trial_id": trial_id})
+    if not rows:
         raise _trial_not_found(trial_id)
-    history = connection.execute(_READ_HISTORY, {"trial_id": trial_id}).all()
-    return dict(zip(_TRIAL_OUT_KEYS, row, strict=True)), history
+    history = await fetch(_READ_HISTORY, {"trial_id": trial_id})
+    return dict(zip(_TRIAL_OUT_KEYS, rows[0], strict=True)), history
 
 
-def list_trials(
-    connection: Connection,
+async def list_trials(
+    fetch: Fetch,
     sweep_id: str,
     goals: dict[str, str],
     state: str | None = None,
@@ -652,14 +655,6 @@ def list_trials(
     position), so a page costs the same wherever it is. `goals` caches each sweep's metric goal
     (a spec never changes, and sweeps are never deleted).
     """
-    goal = goals.get(sweep_id)
-    if goal is None:
-        found = connection.execute(_READ_GOAL, {"sweep_id": sweep_id}).first()
-        if found is None:
-            raise NotFoundError(
-                f"no sweep with id '{sweep_id}'; list sweeps with GET /api/v1/sweeps."
-            )
-        goal = goals[sweep_id] = found[0] or "minimize"
     params: dict[str, Any] = {"sweep_id": sweep_id, "state": state, "limit": limit + 1}
     after = None
     if order == "metric" and cursor:
@@ -668,16 +663,24 @@ def list_trials(
     elif cursor:
         params["after_number"] = _cursor_int(cursor, "number")
         after = "number"
+    goal = goals.get(sweep_id)
+    if goal is None:
+        found = await fetch(_READ_SPEC, {"sweep_id": sweep_id})
+        if not found:
+            raise NotFoundError(
+                f"no sweep with id '{sweep_id}'; list sweeps with GET /api/v1/sweeps."
+            )
+        goal = goals[sweep_id] = (found[0][0].get("metric") or {}).get("goal", "minimize")
     query = _trial_page_query(state is not None, order, goal == "maximize", after)
-    rows = connection.execute(query, params).all()
+    rows = await fetch(query, params)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
         if order == "metric":
-            next_cursor = _encode_cursor(["metric", last.objective, last.number])
+            next_cursor = _encode_cursor(["metric", last[_OBJECTIVE], last[_NUMBER]])
         else:
-            next_cursor = _encode_cursor(["number", last.number])
+            next_cursor = _encode_cursor(["number", last[_NUMBER]])
     return [dict(zip(_TRIAL_OUT_KEYS, row, strict=True)) for row in rows], next_cursor
 
 
