@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None, executor=None) -> FastAPI:
         secret=secret,
         heartbeat_timeout_s=settings.heartbeat_timeout_s,
         metrics=metrics,
+        checkpoint_every_s=settings.checkpoint_every_s,
     )
 
     connections = AsyncConnections(engine)

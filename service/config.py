@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,6 +25,8 @@ class Settings(BaseSettings):
             `program` sweep's script may come from.
         secret: Secret for per-trial worker tokens; default one kept in the database.
         heartbeat_timeout_s: A running trial silent for longer is declared lost and retried.
+        checkpoint_every_s: Seconds between a running trial's resumable checkpoints (saved at
+            the end of an epoch; the last epoch always): what a lost trial may have to redo.
     """
 
     model_config = SettingsConfigDict(env_prefix="KTSWEEP_", extra="ignore")
@@ -38,6 +41,7 @@ class Settings(BaseSettings):
     allowed_program_dirs: str = ""
     secret: str | None = None
     heartbeat_timeout_s: float = 600.0
+    checkpoint_every_s: float = Field(default=10.0, ge=0)
 
     @property
     def wandb_mode(self) -> str:

@@ -60,6 +60,8 @@ class Scheduler:
         wandb_mode: W&B mode when a spec does not set one.
         secret: Secret that signs each trial's report token.
         heartbeat_timeout_s: A running trial silent for longer is declared lost. Default 600.
+        checkpoint_every_s: Seconds between a trial's resumable checkpoints. Default 0: every
+            epoch.
         metrics: Prometheus metrics to update, or None.
     """
 
@@ -73,6 +75,7 @@ class Scheduler:
         secret: str = "",
         heartbeat_timeout_s: float = 600.0,
         metrics: Metrics | None = None,
+        checkpoint_every_s: float = 0.0,
     ):
         self.sessions = sessions
         self.executor = executor
@@ -81,6 +84,7 @@ class Scheduler:
         self.wandb_mode = wandb_mode
         self.secret = secret
         self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.checkpoint_every_s = checkpoint_every_s
         self.metrics = metrics
         self._slot_freed_at: dict[str, float] = {}
         self._wake = threading.Event()
@@ -326,6 +330,7 @@ class Scheduler:
             program=spec.program if is_program_sweep(spec) else None,
             command=[str(part) for part in spec.command] if spec.command else None,
             working_dir=spec.working_dir,
+            checkpoint_every_s=self.checkpoint_every_s,
         )
 
     def _fill_in_last_report(self, session: Session, trial: Trial) -> None:

@@ -38,7 +38,8 @@ class LastEpochCheckpoint(keras.callbacks.Callback):
         every_s: Save at the end of an epoch only when at least this many seconds have passed
             since the last save (or since training began), and always after the last epoch:
             short epochs then cost one save per `every_s` seconds instead of one each, and a
-            worker that dies loses at most that much training. Default 0: every epoch.
+            worker that dies loses at most that much training. Training that stops early
+            saves the epoch it stopped at. Default 0: every epoch.
     """
 
     def __init__(
@@ -54,15 +55,27 @@ class LastEpochCheckpoint(keras.callbacks.Callback):
         self.path: str | None = None
         self.epoch: int | None = None
         self._last_save = 0.0
+        self._unsaved: tuple[int, Any] | None = None
 
     def on_train_begin(self, logs=None):
         self.directory.mkdir(parents=True, exist_ok=True)
         self._last_save = time.monotonic()
+        self._unsaved = None
 
     def on_epoch_end(self, epoch, logs=None):
         final = epoch + 1 >= (self.params or {}).get("epochs", 0)
         if not final and time.monotonic() - self._last_save < self.every_s:
+            self._unsaved = (epoch, logs)
             return
+        self._save(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        # Training that stopped early (a "stop" from the controller, EarlyStopping) ends on
+        # an epoch that may not have been saved yet: the checkpoint holds where it ended.
+        if self._unsaved is not None:
+            self._save(*self._unsaved)
+
+    def _save(self, epoch, logs):
         target = self.directory / self.model_filename
         partial = self.directory / f"partial-{os.getpid()}-{self.model_filename}"
         self.model.save(partial)
@@ -73,6 +86,7 @@ class LastEpochCheckpoint(keras.callbacks.Callback):
         info = {"path": self.path, "epoch": epoch + 1, "metrics": plain_metrics(logs)}
         _write_json(self.directory / LAST_CHECKPOINT_INFO, info)
         self._last_save = time.monotonic()
+        self._unsaved = None
 
 
 def last_epoch_metrics(directory: str | os.PathLike | None) -> tuple[int, dict[str, Any]] | None:

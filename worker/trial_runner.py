@@ -83,7 +83,7 @@ def _run_keras_trial(spec: TrialSpec, reporter: Reporter | None) -> TrialResult:
         if spec.checkpoint_dir:
             if not spec.resume_from:
                 forget_last_checkpoint(spec.checkpoint_dir)
-            last = LastEpochCheckpoint(spec.checkpoint_dir)
+            last = LastEpochCheckpoint(spec.checkpoint_dir, every_s=spec.checkpoint_every_s)
             callbacks.append(last)
         reporting = ReportingCallback(reporter, spec.initial_epoch, last_checkpoint=last)
         fit_kwargs = {"verbose": 0, **spec.fit}

@@ -37,6 +37,8 @@ class TrialSpec:
             `${interpreter}`, `${program}`, `${args}`; None for W&B's default.
         working_dir: Folder the `program` runs in (relative `program` paths start there).
             Default: the worker's current folder.
+        checkpoint_every_s: Seconds between the resumable `last.keras` checkpoints saved at
+            the end of epochs (the last epoch is always saved). Default 0: every epoch.
     """
 
     trial_id: str
@@ -59,6 +61,7 @@ class TrialSpec:
     program: str | None = None
     command: list[str] | None = None
     working_dir: str | None = None
+    checkpoint_every_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

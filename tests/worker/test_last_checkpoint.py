@@ -44,3 +44,28 @@ def test_every_s_skips_epochs_in_between_but_always_saves_the_last(tmp_path):
     assert epochs == 3
     restored = keras.models.load_model(path)
     assert restored.optimizer.iterations.numpy() == 3 * 2  # two batches per epoch
+
+
+class StopAfter(keras.callbacks.Callback):
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            self.model.stop_training = True
+
+
+def test_training_stopped_early_saves_the_epoch_it_stopped_at(tmp_path):
+    rng = np.random.default_rng(0)
+    model = build_model(kt.HyperParameters())
+    callbacks = [LastEpochCheckpoint(tmp_path, every_s=3600), StopAfter(2)]
+    model.fit(
+        rng.random((64, 64), dtype=np.float32),
+        rng.integers(0, 10, 64),
+        epochs=5,
+        batch_size=32,
+        verbose=0,
+        callbacks=callbacks,
+    )
+    assert read_last_checkpoint(tmp_path)[1] == 2
