@@ -21,14 +21,17 @@ log = logging.getLogger(__name__)
 class ReportWriter:
     """Records worker reports in batches, one transaction and one commit per batch.
 
-    `record` is awaited by each request; one writer task takes everything queued, writes it in
-    one transaction, and wakes each request with its report's outcome. When a batch fails as a
-    whole (say a deadlock with another transaction), each of its reports is retried alone, so
-    one bad report fails only itself.
+    `record` is awaited by each request; a writer task takes everything queued, writes it in
+    one transaction, and wakes each request with its report's outcome. While one batch is being
+    written, a second writer may take the next (the trials' row locks keep two batches that
+    share a trial in order), so a report rarely waits for a whole batch before its own. When a
+    batch fails as a whole (say a deadlock with another transaction), each of its reports is
+    retried alone, so one bad report fails only itself.
 
     Args:
         connections: Where the writes run (`service.db.AsyncConnections`).
         max_batch: Most reports in one transaction. Default 500.
+        writers: Batches written at once. Default 2, and 1 on SQLite (one writer at a time).
 
     Example:
 
@@ -39,26 +42,34 @@ class ReportWriter:
     ```
     """
 
-    def __init__(self, connections: AsyncConnections, max_batch: int = 500):
+    def __init__(
+        self, connections: AsyncConnections, max_batch: int = 500, writers: int | None = None
+    ):
         self.connections = connections
         self.max_batch = max_batch
+        if writers is None:
+            writers = 1 if connections.engine.dialect.name == "sqlite" else 2
+        self.writers = writers
         self._queue: list[tuple[ReportIn, asyncio.Future]] = []
-        self._task: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
         self._metric_names: dict[str, str | None] = {}
 
     async def record(self, report: ReportIn) -> ReportRecorded:
         """Store `report`; returns once it is committed. Raises NotFoundError or ConflictError
         as `sweeps.record_report` does."""
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self._queue.append((report, future))
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._write_queued())
+        if len(self._tasks) < self.writers:
+            task = loop.create_task(self._write_queued())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return await future
 
     async def close(self) -> None:
         """Wait for the reports already queued to be written."""
-        if self._task is not None:
-            await asyncio.shield(self._task)
+        if self._tasks:
+            await asyncio.shield(asyncio.gather(*self._tasks))
 
     async def _write_queued(self) -> None:
         while self._queue:
