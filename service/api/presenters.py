@@ -13,16 +13,11 @@ from sqlalchemy.orm import Session
 
 from service import sweeps as store
 from service.models import Sweep, Trial
-from service.schemas import HistoryEntry, SweepOut, TrialDetail, TrialOut
+from service.schemas import SweepOut, TrialOut
 
 
 def trial_out(trial: Trial) -> TrialOut:
     return TrialOut.model_validate(trial)
-
-
-def trial_detail(session: Session, trial: Trial) -> TrialDetail:
-    history = [HistoryEntry(**entry) for entry in store.trial_history(session, trial)]
-    return TrialDetail(**trial_out(trial).model_dump(), history=history)
 
 
 def sweep_out(session: Session, sweep: Sweep) -> SweepOut:

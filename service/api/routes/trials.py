@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from service import sweeps as store
-from service.api.deps import ReadAccess, ReportAccess, SchedulerDep, SessionDep
+from service.api.deps import ReadAccess, ReportAccess, SessionDep
 from service.api.presenters import FastJSONResponse, trial_detail_json
 from service.schemas import ErrorOut, ProblemList, ReportIn, ReportOut, TrialDetail
 
@@ -33,10 +33,11 @@ async def get_trial(trial_id: str, request: Request):
     },
     dependencies=[ReportAccess],
 )
-async def report(trial_id: str, body: ReportIn, request: Request, scheduler: SchedulerDep):
+async def report(trial_id: str, body: ReportIn, request: Request):
     """A worker reports one step's metrics; the answer says `continue` or `stop`."""
+    state = request.app.state  # not a dependency: each one costs every report its resolution
     report = store.ReportIn(trial_id, body.step, body.metrics, body.checkpoint)
-    action = await scheduler.handle_report(request.app.state.reports, report)
+    action = await state.scheduler.handle_report(state.reports, report)
     return FastJSONResponse({"action": action})
 
 
