@@ -4,13 +4,14 @@ Both runs use the same seed, so the oracle proposes the same 16 configurations; 
 prints each run's wall time, best score and the speedup. Ray starts (and its workers import
 Keras) before the distributed run's clock starts, as in a long-lived cluster.
 
-    python bench/kt_parallel.py [--trials 16] [--epochs 5] [--parallel 2]
+    python bench/kt_parallel.py [--trials 16] [--epochs 5] [--parallel 2] [--repeats 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 
@@ -68,19 +69,35 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="alternate plain and distributed runs this often"
+    )
     args = parser.parse_args()
+    plain, dist = [], []
     with tempfile.TemporaryDirectory() as root:
-        plain_s, plain_best = run(os.path.join(root, "plain"), args.trials, args.epochs, None)
         warm_up(args.parallel)
-        dist_s, dist_best = run(os.path.join(root, "dist"), args.trials, args.epochs, args.parallel)
+        for repeat in range(args.repeats):
+            # Alternate which goes first, so a change in the machine's load hits both alike.
+            order = ["plain", "dist"] if repeat % 2 == 0 else ["dist", "plain"]
+            for kind in order:
+                folder = os.path.join(root, f"{kind}-{repeat}")
+                if kind == "plain":
+                    plain.append(run(folder, args.trials, args.epochs, None))
+                else:
+                    dist.append(run(folder, args.trials, args.epochs, args.parallel))
+    plain_s = statistics.median(seconds for seconds, _ in plain)
+    dist_s = statistics.median(seconds for seconds, _ in dist)
     print(
         f"{args.trials} trials x {args.epochs} epochs, RandomSearch on digits, os.cpu_count()="
-        f"{os.cpu_count()}"
+        f"{os.cpu_count()}, {args.repeats} alternating repeat(s), medians"
     )
-    print(f"plain Keras Tuner:             {plain_s:7.1f} s  best val_accuracy {plain_best:.4f}")
+    print(
+        f"plain Keras Tuner:             {plain_s:7.1f} s  best val_accuracy {plain[0][1]:.4f}  "
+        f"runs: {', '.join(f'{seconds:.1f}' for seconds, _ in plain)}"
+    )
     print(
         f"distribute(parallel_trials={args.parallel}): {dist_s:7.1f} s  "
-        f"best val_accuracy {dist_best:.4f}"
+        f"best val_accuracy {dist[0][1]:.4f}  runs: {', '.join(f'{s:.1f}' for s, _ in dist)}"
     )
     print(f"speedup: {plain_s / dist_s:.2f}x")
 
