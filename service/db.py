@@ -79,7 +79,7 @@ class AsyncConnections:
         pool_size: Connections kept open (PostgreSQL). Default 10.
     """
 
-    def __init__(self, engine: Engine, pool_size: int = 10):
+    def __init__(self, engine: Engine, pool_size: int = 25):
         self.engine = engine
         self._engine: AsyncEngine | None = None
         self._sql: dict[Executable, tuple[str, dict[str, Any]]] = {}
