@@ -76,7 +76,7 @@ class AsyncConnections:
 
     Args:
         engine: The (sync) engine of the database; the async engine shares its URL.
-        pool_size: Connections kept open (PostgreSQL). Default 10.
+        pool_size: Connections kept open (PostgreSQL). Default 25.
     """
 
     def __init__(self, engine: Engine, pool_size: int = 25):
