@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None, executor=None) -> FastAPI:
         try:
             yield
         finally:
+            gc.unfreeze()  # what this app held can be collected again once it stops
             await reports.close()
             scheduler.stop()
             await connections.dispose()
