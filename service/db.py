@@ -101,7 +101,7 @@ class AsyncConnections:
         skipping SQLAlchemy's execution machinery: on the hot read paths it cost more than the
         queries. So a statement's columns must be of types psycopg decodes as SQLAlchemy would
         (text, numbers, JSON, timestamps with time zone) and its parameters plain values. A
-        read on a connection the server closed is retried once on a fresh one.
+        read on a connection the server closed is retried once, on a fresh pool.
         """
         if self._engine is None:
             return await work(self._fetch_on_thread, *args)
@@ -110,7 +110,9 @@ class AsyncConnections:
         except psycopg.OperationalError as exc:
             if not getattr(exc, "connection_broken", False):
                 raise
-        return await self._read_on(work, args)  # the database restarted: once more
+        # The database restarted, say: every pooled connection is as dead. Start afresh.
+        await self._engine.dispose()
+        return await self._read_on(work, args)
 
     async def _read_on(self, work: Callable[..., Awaitable[T]], args: tuple) -> T:
         pooled = await self._engine.raw_connection()

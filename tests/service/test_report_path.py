@@ -221,7 +221,9 @@ def test_reads_survive_a_database_that_closed_their_connections(tmp_path):
         url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
         with controller(url, tmp_path) as api:
             sweep = store_sweep(api, objectives=[0.5])
-            assert api.get(f"/api/v1/trials/{sweep.id}-0").status_code == 200
+            with ThreadPoolExecutor(max_workers=8) as pool:  # several connections in the pool
+                reads = pool.map(lambda _: api.get(f"/api/v1/trials/{sweep.id}-0"), range(64))
+                assert {read.status_code for read in reads} == {200}
             with admin.connect() as connection:  # as a database restart would
                 connection.exec_driver_sql(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
