@@ -110,9 +110,20 @@ class AsyncConnections:
         except psycopg.OperationalError as exc:
             if not getattr(exc, "connection_broken", False):
                 raise
-        # The database restarted, say: every pooled connection is as dead. Start afresh.
-        await self._engine.dispose()
+        return await self._read_on(work, args)  # on a fresh pool
+
+    async def run(self, work: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """`await work(fetch, *args)` as for `read`, for statements that write: on PostgreSQL
+        each commits on its own (autocommit), so work that must be atomic has to be one
+        statement; on SQLite each runs in a transaction of its own. Not retried."""
+        if self._engine is None:
+            return await work(self._fetch_on_thread, *args)
         return await self._read_on(work, args)
+
+    @property
+    def runs_statements_on_the_loop(self) -> bool:
+        """Whether `read` and `run` go to the database from the event loop (PostgreSQL)."""
+        return self._engine is not None
 
     async def _read_on(self, work: Callable[..., Awaitable[T]], args: tuple) -> T:
         pooled = await self._engine.raw_connection()
@@ -130,6 +141,8 @@ class AsyncConnections:
             if connection.broken:
                 exc.connection_broken = True
                 await greenlet_spawn(pooled.invalidate, exc)
+                # The database restarted, say: every pooled connection is as dead.
+                await self._engine.dispose()
             raise
         finally:
             await greenlet_spawn(pooled.close)
@@ -143,7 +156,7 @@ class AsyncConnections:
 
     async def _fetch_on_thread(self, statement: Executable, params: dict[str, Any]) -> list:
         def fetch() -> list:
-            with self.engine.connect() as connection:
+            with self.engine.begin() as connection:
                 return connection.execute(statement, params).all()
 
         return await run_in_threadpool(fetch)

@@ -100,4 +100,6 @@ class ReportWriter:
         return outcomes
 
     async def _write_batch(self, reports: list[ReportIn]) -> list[ReportRecorded | Exception]:
+        if self.connections.runs_statements_on_the_loop:  # PostgreSQL: the batch is one statement
+            return await self.connections.run(store.record_reports_in_one_statement, reports)
         return await self.connections.write(store.record_reports, reports, self._metric_names)

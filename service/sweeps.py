@@ -461,6 +461,26 @@ SELECT id, state, sweep_id, sweep_state FROM locked
 def _write_reports_in_one_statement(
     connection: Connection, reports: Sequence[ReportIn]
 ) -> _TrialStates:
+    result = connection.execute(_WRITE_REPORTS_POSTGRESQL, _one_statement_params(reports))
+    return {
+        trial_id: (state, sweep_id, sweep_state)
+        for trial_id, state, sweep_id, sweep_state in result
+    }
+
+
+async def record_reports_in_one_statement(
+    fetch: Fetch, reports: Sequence[ReportIn]
+) -> list[ReportRecorded | Exception]:
+    """`record_reports` on PostgreSQL for async callers: the batch is one statement, so it is
+    atomic even on an autocommit connection."""
+    rows = await fetch(_WRITE_REPORTS_POSTGRESQL, _one_statement_params(reports))
+    found = {
+        trial_id: (state, sweep_id, sweep_state) for trial_id, state, sweep_id, sweep_state in rows
+    }
+    return [_report_outcome(report, found) for report in reports]
+
+
+def _one_statement_params(reports: Sequence[ReportIn]) -> dict[str, Any]:
     rows: dict[tuple[str, int], ReportIn] = {}
     latest: dict[str, ReportIn] = {}
     checkpoints: dict[str, str] = {}
@@ -471,22 +491,15 @@ def _write_reports_in_one_statement(
         if report.checkpoint:
             checkpoints[report.trial_id] = report.checkpoint
     trial_ids = sorted(latest)
-    result = connection.execute(
-        _WRITE_REPORTS_POSTGRESQL,
-        {
-            "now": utcnow(),
-            "report_trial_ids": [report.trial_id for report in rows.values()],
-            "report_steps": [report.step for report in rows.values()],
-            "report_metrics": [json_dumps(report.metrics) for report in rows.values()],
-            "trial_ids": trial_ids,
-            "steps": [latest[trial_id].step for trial_id in trial_ids],
-            "metrics": [json_dumps(latest[trial_id].metrics) for trial_id in trial_ids],
-            "checkpoints": [checkpoints.get(trial_id) for trial_id in trial_ids],
-        },
-    )
     return {
-        trial_id: (state, sweep_id, sweep_state)
-        for trial_id, state, sweep_id, sweep_state in result
+        "now": utcnow(),
+        "report_trial_ids": [report.trial_id for report in rows.values()],
+        "report_steps": [report.step for report in rows.values()],
+        "report_metrics": [json_dumps(report.metrics) for report in rows.values()],
+        "trial_ids": trial_ids,
+        "steps": [latest[trial_id].step for trial_id in trial_ids],
+        "metrics": [json_dumps(latest[trial_id].metrics) for trial_id in trial_ids],
+        "checkpoints": [checkpoints.get(trial_id) for trial_id in trial_ids],
     }
 
 
