@@ -26,7 +26,7 @@ WORKER_INFO = "worker.json"
 
 
 class LastEpochCheckpoint(keras.callbacks.Callback):
-    """Saves the whole model (with its optimizer state) at the end of every epoch.
+    """Saves the whole model (with its optimizer state) at the end of epochs (by default every one).
 
     It writes `last.keras` in `directory`, replacing the previous epoch's file atomically (a
     worker killed mid-save leaves the previous checkpoint intact), then `last.json` with the
