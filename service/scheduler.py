@@ -30,7 +30,7 @@ from service.report_writer import ReportWriter
 from service.search import SearchMethod, Suggestion, TrialRecord, make_search_method
 from service.spec import SweepSpec, TrialSection, is_program_sweep
 from service.sweeps import ReportIn
-from worker.last_checkpoint import last_epoch_metrics, read_last_checkpoint
+from worker.last_checkpoint import last_checkpoint_record, read_last_checkpoint
 from worker.trial_spec import TrialResult, TrialSpec
 
 log = logging.getLogger(__name__)
@@ -281,9 +281,15 @@ class Scheduler:
         return trial
 
     def trial_spec(
-        self, sweep: Sweep, spec: SweepSpec, trial: Trial, resume: bool = False
+        self,
+        sweep: Sweep,
+        spec: SweepSpec,
+        trial: Trial,
+        resume: bool = False,
+        last: dict | None = None,
     ) -> TrialSpec:
-        """What the worker is told about `trial` (`resume`: continue from its checkpoint)."""
+        """What the worker is told about `trial` (`resume`: continue from its checkpoint,
+        `last` as `last_checkpoint_record` read it, else read here)."""
         section = spec.trial or TrialSection()
         wandb = spec.wandb
         fit = section.fit.model_dump(exclude_none=True)
@@ -292,9 +298,10 @@ class Scheduler:
         fit.update(overrides)
         resume_from = None
         if resume:
-            last = read_last_checkpoint(self.checkpoint_dir(sweep.id, trial.id))
+            if last is None:
+                last = last_checkpoint_record(self.checkpoint_dir(sweep.id, trial.id))
             if last is not None:
-                resume_from, initial_epoch = last
+                resume_from, initial_epoch = last["path"], last["epoch"]
             elif trial.checkpoint:
                 resume_from, initial_epoch = trial.checkpoint, max(initial_epoch, trial.epochs)
             else:
@@ -333,13 +340,15 @@ class Scheduler:
             checkpoint_every_s=self.checkpoint_every_s,
         )
 
-    def _fill_in_last_report(self, session: Session, trial: Trial) -> None:
-        """The worker may have saved an epoch whose report never arrived (it died, or the
-        controller did): record that step from the checkpoint's own record before resuming."""
-        last = last_epoch_metrics(self.checkpoint_dir(trial.sweep_id, trial.id))
-        if last is not None and last[0] > trial.epochs and trial.state in ACTIVE_TRIAL_STATES:
-            store.record_report(session, trial.id, last[0], last[1])
-            session.refresh(trial)
+    def _fill_in_last_report(self, session: Session, trial: Trial, last: dict | None) -> None:
+        """The worker may have saved epochs whose reports never arrived (it died, or the
+        controller did): record those steps from the checkpoint's own record before resuming."""
+        if last is None or last["epoch"] <= trial.epochs or trial.state not in ACTIVE_TRIAL_STATES:
+            return
+        for entry in last["history"]:
+            if trial.epochs < entry["step"] <= last["epoch"]:
+                store.record_report(session, trial.id, entry["step"], entry["metrics"])
+        session.refresh(trial)
 
     def checkpoint_dir(self, sweep_id: str, trial_id: str) -> Path:
         """A trial's checkpoint folder, under the (shared) artifact folder."""
@@ -348,9 +357,12 @@ class Scheduler:
     def _launch(
         self, session: Session, sweep: Sweep, spec: SweepSpec, trial: Trial, resume: bool = False
     ) -> None:
+        last = None
         if resume:
-            self._fill_in_last_report(session, trial)
-        trial_spec = self.trial_spec(sweep, spec, trial, resume=resume)
+            # Read once: a worker of the old controller may still be writing its checkpoint.
+            last = last_checkpoint_record(self.checkpoint_dir(sweep.id, trial.id))
+            self._fill_in_last_report(session, trial, last)
+        trial_spec = self.trial_spec(sweep, spec, trial, resume=resume, last=last)
         if resume:
             # Steps after the resume point will be reported again.
             trial.epochs = trial_spec.initial_epoch

@@ -61,8 +61,10 @@ class LastEpochCheckpoint(keras.callbacks.Callback):
         self.directory.mkdir(parents=True, exist_ok=True)
         self._last_save = time.monotonic()
         self._unsaved = None
+        self._history: list[dict[str, Any]] = []
 
     def on_epoch_end(self, epoch, logs=None):
+        self._history.append({"step": epoch + 1, "metrics": plain_metrics(logs)})
         final = epoch + 1 >= (self.params or {}).get("epochs", 0)
         if not final and time.monotonic() - self._last_save < self.every_s:
             self._unsaved = (epoch, logs)
@@ -81,20 +83,31 @@ class LastEpochCheckpoint(keras.callbacks.Callback):
         self.model.save(partial)
         os.replace(partial, target)
         self.path, self.epoch = str(target), epoch + 1
-        # The epoch's metrics too: if the worker dies before its report reaches the controller,
-        # the controller fills that step in from here when it resumes the trial.
-        info = {"path": self.path, "epoch": epoch + 1, "metrics": plain_metrics(logs)}
+        # The metrics of every epoch up to this one too: if the worker dies before its reports
+        # reach the controller, the controller fills those steps in from here when it resumes.
+        history = [entry for entry in self._history if entry["step"] <= epoch + 1]
+        info = {
+            "path": self.path,
+            "epoch": epoch + 1,
+            "metrics": plain_metrics(logs),
+            "history": history,
+        }
         _write_json(self.directory / LAST_CHECKPOINT_INFO, info)
         self._last_save = time.monotonic()
         self._unsaved = None
 
 
-def last_epoch_metrics(directory: str | os.PathLike | None) -> tuple[int, dict[str, Any]] | None:
-    """`(epoch, metrics)` of the latest-epoch checkpoint in `directory`, or None."""
+def last_checkpoint_record(directory: str | os.PathLike | None) -> dict[str, Any] | None:
+    """What the latest checkpoint in `directory` holds, read once: `path`, `epoch` (epochs
+    trained) and `history` (`{"step", "metrics"}` of the epochs its fit ran up to it); None
+    when there is no checkpoint file."""
     info = _read_json(Path(directory) / LAST_CHECKPOINT_INFO) if directory else None
-    if not info or not isinstance(info.get("metrics"), dict):
+    if not info or not os.path.isfile(info.get("path", "")):
         return None
-    return int(info["epoch"]), info["metrics"]
+    history = info.get("history")
+    if not isinstance(history, list):
+        history = [{"step": int(info["epoch"]), "metrics": info.get("metrics") or {}}]
+    return {"path": info["path"], "epoch": int(info["epoch"]), "history": history}
 
 
 def read_last_checkpoint(directory: str | os.PathLike | None) -> tuple[str, int] | None:

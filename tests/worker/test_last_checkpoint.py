@@ -7,7 +7,11 @@ import keras_tuner as kt
 import numpy as np
 
 from examples.digits import build_model
-from worker.last_checkpoint import LastEpochCheckpoint, read_last_checkpoint
+from worker.last_checkpoint import (
+    LastEpochCheckpoint,
+    last_checkpoint_record,
+    read_last_checkpoint,
+)
 
 
 class SeenAfterEachEpoch(keras.callbacks.Callback):
@@ -69,3 +73,11 @@ def test_training_stopped_early_saves_the_epoch_it_stopped_at(tmp_path):
         callbacks=callbacks,
     )
     assert read_last_checkpoint(tmp_path)[1] == 2
+
+
+def test_the_record_keeps_every_epochs_metrics_up_to_the_checkpoint(tmp_path):
+    fit(tmp_path, epochs=3, every_s=3600)
+    record = last_checkpoint_record(tmp_path)
+    assert record["epoch"] == 3
+    assert [entry["step"] for entry in record["history"]] == [1, 2, 3]
+    assert all("loss" in entry["metrics"] for entry in record["history"])
