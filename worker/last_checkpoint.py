@@ -112,12 +112,8 @@ def last_checkpoint_record(directory: str | os.PathLike | None) -> dict[str, Any
 
 def read_last_checkpoint(directory: str | os.PathLike | None) -> tuple[str, int] | None:
     """The `(path, epochs)` of the latest-epoch checkpoint in `directory`, or None."""
-    if not directory:
-        return None
-    info = _read_json(Path(directory) / LAST_CHECKPOINT_INFO)
-    if not info or not os.path.isfile(info.get("path", "")):
-        return None
-    return info["path"], int(info["epoch"])
+    record = last_checkpoint_record(directory)
+    return (record["path"], record["epoch"]) if record else None
 
 
 def forget_last_checkpoint(directory: str | os.PathLike | None) -> None:

@@ -6,9 +6,10 @@ import random
 import pytest
 from scipy import stats
 
-from service.search import GridSearch, RandomSearch, Suggestion, TrialRecord, make_search_method
+from service.search import GridSearch, RandomSearch, TrialRecord, make_search_method
 from service.search.distributions import sample_parameter
 from service.spec import ParameterSpec, parse_spec
+from tests.service.scripted_sweep import run_to_the_end
 
 N = 4000
 
@@ -231,22 +232,7 @@ def test_impute_best_or_latest_as_in_wandb(impute, expected):
 
 def test_hyperband_budgets_brackets_and_continues_the_best_from_their_checkpoints():
     search = make_search_method(spec_with({"x": {"min": 0.0, "max": 1.0}}, "hyperband"))
-    suggestions, running = [], []
-    while True:
-        suggestion = search.suggest(len(suggestions), [])
-        if suggestion is None:
-            if not search.is_waiting([]):
-                break
-            search.observe(running.pop(0))
-            continue
-        assert isinstance(suggestion, Suggestion)
-        number = len(suggestions)
-        suggestions.append(suggestion)
-        loss = suggestion.hyperparameters["x"]
-        history = [{"step": suggestion.epochs, "metrics": {"val_loss": loss}}]
-        running.append(
-            TrialRecord(number, suggestion.hyperparameters, "completed", loss, 1, history)
-        )
+    suggestions = run_to_the_end(search)
     first_round = [s for s in suggestions if s.parent is None and s.epochs == 1]
     assert len(first_round) == 9  # max_epochs 9, factor 3: 9 trials of 1 epoch, then 3 of 3, 1 of 9
     continued = [s for s in suggestions if s.parent is not None]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from service.search import Suggestion, TrialRecord, make_search_method
+from service.search import make_search_method
 from service.spec import SpecError, parse_spec
+from tests.service.scripted_sweep import run_to_the_end
 
 
 def hyperband_spec(epochs=8, method="hyperband", **extra):
@@ -23,25 +24,6 @@ def problems(spec) -> list[tuple[str, str]]:
     with pytest.raises(SpecError) as caught:
         parse_spec(spec)
     return [(problem.path, problem.message) for problem in caught.value.problems]
-
-
-def run_to_the_end(search) -> list[Suggestion]:
-    """Every suggestion of a search whose trials end in the order they started."""
-    suggestions, running = [], []
-    while True:
-        suggestion = search.suggest(len(suggestions), [])
-        if suggestion is None:
-            if not search.is_waiting([]):
-                return suggestions
-            search.observe(running.pop(0))
-            continue
-        number = len(suggestions)
-        suggestions.append(suggestion)
-        loss = suggestion.hyperparameters["x"]
-        history = [{"step": suggestion.epochs, "metrics": {"val_loss": loss}}]
-        running.append(
-            TrialRecord(number, suggestion.hyperparameters, "completed", loss, 1, history)
-        )
 
 
 def test_hyperband_factor_defaults_to_three():
