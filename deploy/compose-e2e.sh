@@ -83,9 +83,6 @@ teardown() {
             podman logs --tail 40 "$name" 2>&1
         done
     fi
-    if [ -n "${monitor_pid:-}" ]; then
-        kill "$monitor_pid" 2>/dev/null
-    fi
     if [ -n "${stack_up:-}" ] && { [ "$status" -eq 0 ] || [ "${KTSWEEP_E2E_KEEP:-0}" != "1" ]; }; then
         phase "tear down"
         remove_stack
@@ -240,27 +237,6 @@ done
 
 # ------------------------------------------------------------------------------------------------
 phase "sweep"
-# Watches Ray from inside the API container: which nodes have CPUs in use while the sweep runs.
-podman exec -i "$api" python - >"$work/monitor.json" 2>"$work/monitor.log" <<'PY' &
-import json
-import time
-
-import ray
-from ray._private.state import available_resources_per_node, total_resources_per_node
-
-ray.init(address="auto", log_to_driver=False, logging_level="ERROR")
-busy = set()
-deadline = time.monotonic() + 600
-while time.monotonic() < deadline and len(busy) < 2:
-    available = available_resources_per_node()
-    for node, total in total_resources_per_node().items():
-        if total.get("CPU", 0) > 0 and available.get(node, {}).get("CPU", 0) < total["CPU"]:
-            busy.add(node)
-    time.sleep(0.25)
-nodes = [node for node in ray.nodes() if node["Alive"]]
-print(json.dumps({"busy_nodes": sorted(busy), "alive_nodes": len(nodes)}))
-PY
-monitor_pid=$!
 
 cat >"$work/sweep.yaml" <<'YAML'
 name: compose-e2e-digits
@@ -322,18 +298,17 @@ PY
 
 # ------------------------------------------------------------------------------------------------
 phase "checks"
-if ! wait "$monitor_pid"; then
-    cat "$work/monitor.log"
-    fail "could not watch the Ray cluster from the API container (log above)"
-fi
-monitor_pid=""
-"$python" - "$work/monitor.json" <<'PY' || fail "the trials did not run on more than one Ray node"
+"$python" - "$work/sweep.json" <<'PY' || fail "the trials did not run on more than one Ray node"
 import json
 import sys
 
-seen = json.load(open(sys.argv[1]))
-print(f"Ray nodes alive: {seen['alive_nodes']}; nodes that ran trials: {len(seen['busy_nodes'])}")
-sys.exit(0 if len(seen["busy_nodes"]) >= 2 else 1)
+trials = json.load(open(sys.argv[1]))["trials"]
+nodes = {trial["node"]["id"]: trial["node"] for trial in trials if trial.get("node")}
+for trial in trials:
+    node = trial.get("node") or {}
+    print(f"trial {trial['id']}: node {node.get('hostname')} ({node.get('ip')})")
+print(f"Ray nodes that ran trials (as the trials record them): {len(nodes)}")
+sys.exit(0 if len(nodes) >= 2 and all(trial.get("node") for trial in trials) else 1)
 PY
 sweep_id="$("$python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$work/sweep.json")"
 rows="$(podman exec "$postgres" psql -U ktsweep -d ktsweep -tAc \
@@ -341,3 +316,8 @@ rows="$(podman exec "$postgres" psql -U ktsweep -d ktsweep -tAc \
     fail "could not query the containerised PostgreSQL"
 echo "PostgreSQL: $rows completed trials of sweep $sweep_id in table trials"
 [ "$rows" -eq 4 ] || fail "expected 4 completed trial rows in PostgreSQL, found '$rows'"
+nodes="$(podman exec "$postgres" psql -U ktsweep -d ktsweep -tAc \
+    "select count(distinct node->>'id') from trials where sweep_id = '$sweep_id'")" ||
+    fail "could not query the containerised PostgreSQL"
+echo "PostgreSQL: the trials of sweep $sweep_id ran on $nodes Ray nodes (column trials.node)"
+[ "$nodes" -ge 2 ] || fail "expected the trial rows to name at least 2 Ray nodes, found '$nodes'"

@@ -367,15 +367,18 @@ def _progress_view(sweep: dict[str, Any], trials: list[dict[str, Any]]):
     table.add_column("hyperparameters")
     table.add_column("epochs", justify="right")
     table.add_column(metric or "metric", justify="right")
+    table.add_column("node")
     for trial in trials:
         value = trial["metrics"].get(metric)
         style = STATE_STYLES.get(trial["state"], "")
+        node = trial.get("node") or {}
         table.add_row(
             trial["id"],
             f"[{style}]{trial['state']}[/]",
             format_hyperparameters(trial["hyperparameters"]),
             str(trial["epochs"]),
             "" if value is None else f"{value:.4f}",
+            node.get("hostname") or node.get("ip") or "",
         )
     counts = sweep["trial_counts"]
     done = counts["total"] - counts["pending"] - counts["running"]

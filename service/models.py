@@ -101,6 +101,8 @@ class Trial(Base):
     checkpoint: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Where the trial's latest attempt ran: {"id": Ray node id, "ip": ..., "hostname": ...}.
+    node: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Set by methods that continue a trial (Hyperband): the fit overrides and the parent trial.
     fit: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     parent_id: Mapped[str | None] = mapped_column(String(48))

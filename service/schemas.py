@@ -7,6 +7,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+_PRINTABLE = r"^[\x20-\x7e]*$"
+
+
+class NodeInfo(BaseModel):
+    """The Ray node a trial ran on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(None, max_length=64, pattern=_PRINTABLE, description="Ray node id.")
+    ip: str | None = Field(None, max_length=64, pattern=_PRINTABLE, description="Node address.")
+    hostname: str | None = Field(None, max_length=255, pattern=_PRINTABLE)
+
 
 class TrialOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -23,6 +35,9 @@ class TrialOut(BaseModel):
     checkpoint: str | None = None
     error: str | None = None
     attempts: int
+    node: NodeInfo | None = Field(
+        None, description="The Ray node of the trial's latest attempt, once it has started."
+    )
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -66,6 +81,12 @@ class ReportIn(BaseModel):
     checkpoint: str | None = Field(
         None, description="The trial's latest checkpoint, to resume from if its worker is lost."
     )
+
+
+class HeartbeatIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    node: NodeInfo | None = Field(None, description="The node the trial runs on.")
 
 
 class ReportOut(BaseModel):

@@ -522,14 +522,17 @@ def _trial_not_found(trial_id: str) -> NotFoundError:
     )
 
 
-def record_heartbeat(session: Session, trial_id: str) -> str:
-    """Note that a trial's worker is alive; returns "continue" or "stop" as for reports."""
+def record_heartbeat(session: Session, trial_id: str, node: dict[str, Any] | None = None) -> str:
+    """Note that a trial's worker is alive, and on which node when it says; returns "continue"
+    or "stop" as for reports."""
     trial = _locked_trial(session, trial_id)
     if trial.state in (TrialState.CANCELLED.value, TrialState.STOPPED.value):
         return "stop"
     if trial.state not in ACTIVE_TRIAL_STATES:
         raise ConflictError(f"trial '{trial_id}' is {trial.state}; it takes no more heartbeats.")
     trial.heartbeat_at = utcnow()
+    if node:
+        trial.node = node
     session.commit()
     return "continue"
 
@@ -601,6 +604,7 @@ def record_trial_result(session: Session, trial_id: str, result: dict[str, Any])
     trial.wandb = result.get("wandb")
     trial.checkpoint = result.get("checkpoint") or trial.checkpoint
     trial.error = result.get("error")
+    trial.node = result.get("node") or trial.node
     trial.finished_at = utcnow()
     session.commit()
     return trial
@@ -622,6 +626,7 @@ TRIAL_OUT_COLUMNS = tuple(
         "checkpoint",
         "error",
         "attempts",
+        "node",
         "created_at",
         "started_at",
         "finished_at",

@@ -12,7 +12,7 @@ import ray
 
 from worker.last_checkpoint import read_last_checkpoint
 from worker.resources import max_calls, ray_options
-from worker.trial_spec import TrialResult, TrialSpec
+from worker.trial_spec import TrialResult, TrialSpec, node_info
 
 __all__ = ["RayTrialExecutor", "WORKER_LOST_ERRORS", "ensure_ray", "ray_options", "trial_task"]
 
@@ -35,7 +35,9 @@ def run_trial_task(spec: dict[str, Any]) -> dict[str, Any]:
     # Imported here so the controller, which only launches tasks, never imports Keras.
     from worker.trial_runner import run_trial_safely
 
-    return run_trial_safely(TrialSpec(**spec)).to_dict()
+    result = run_trial_safely(TrialSpec(**spec))
+    result.node = result.node or node_info()
+    return result.to_dict()
 
 
 def trial_task(

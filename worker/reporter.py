@@ -66,6 +66,25 @@ class HttpReporter:
         log.warning("dropping report of step %d for trial %s", step, self.trial_id)
         return "continue"
 
+    def started(self, node: dict[str, str] | None = None) -> str:
+        """Tell the controller the trial has started, and on which `node`; returns its answer
+        ("stop" for a trial cancelled meanwhile). A controller that cannot be reached is not an
+        error: the first report says the trial is alive just as well."""
+        payload = {"node": node} if node else {}
+        try:
+            response = self._client.post(f"/api/v1/trials/{self.trial_id}/heartbeat", json=payload)
+            if response.status_code < 400:
+                return response.json().get("action", "continue")
+            log.warning(
+                "controller refused the start of trial %s: HTTP %d %s",
+                self.trial_id,
+                response.status_code,
+                response.text[:200],
+            )
+        except httpx.TransportError as exc:
+            log.warning("could not tell the controller trial %s started: %s", self.trial_id, exc)
+        return "continue"
+
     def close(self) -> None:
         self._client.close()
 

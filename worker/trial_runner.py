@@ -17,7 +17,7 @@ from worker.entry_points import resolve_entry_point
 from worker.last_checkpoint import LastEpochCheckpoint, forget_last_checkpoint, write_worker_info
 from worker.reporter import HttpReporter, Reporter, ReportingCallback
 from worker.resources import limit_gpu_memory
-from worker.trial_spec import TrialResult, TrialSpec, flatten_config
+from worker.trial_spec import TrialResult, TrialSpec, flatten_config, node_info
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ def run_trial(spec: TrialSpec, reporter: Reporter | None = None) -> TrialResult:
     own_reporter = None
     if reporter is None and spec.report_url:
         reporter = own_reporter = HttpReporter(spec.report_url, spec.trial_id, spec.report_token)
+        own_reporter.started(node_info())
     try:
         write_worker_info(
             spec.checkpoint_dir,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -84,6 +85,7 @@ class TrialResult:
             `checkpoint` callback when there is one, else the trial's latest epoch
             (`last.keras` in its checkpoint folder); None when nothing was saved.
         error: The traceback when the trial failed.
+        node: The Ray node it ran on: `id`, `ip`, `hostname` (see `worker.trial_spec.node_info`).
     """
 
     trial_id: str
@@ -94,9 +96,25 @@ class TrialResult:
     wandb: dict[str, Any] | None = None
     checkpoint: str | None = None
     error: str | None = None
+    node: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def node_info() -> dict[str, str]:
+    """Where this process runs: its Ray node's `id` and `ip` (when Ray is connected) and the
+    machine's `hostname`."""
+    info = {"hostname": socket.gethostname()}
+    try:
+        import ray
+
+        if ray.is_initialized():
+            info["id"] = ray.get_runtime_context().get_node_id()
+            info["ip"] = ray.util.get_node_ip_address()
+    except Exception:  # Ray absent or half started: the hostname still says where
+        pass
+    return info
 
 
 def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -92,6 +92,10 @@ def test_every_documented_error_status_is_reachable(tmp_path):
                 f"/api/v1/trials/{done.id}-0/heartbeat",
                 {"headers": AUTH},
             ),
+            ("POST", trial_path + "/heartbeat", 422): (
+                f"/api/v1/trials/{paused.id}-0/heartbeat",
+                {"json": {"node": {"hostname": "no\tprintable"}}, "headers": AUTH},
+            ),
         }
         for action in ("pause", "resume", "cancel"):
             path = f"{sweep_path}/{action}"

@@ -132,6 +132,8 @@ def test_clicking_a_trial_opens_its_page_with_history_wandb_and_checkpoint(
     expect(page.locator("#trial-history tbody tr")).to_have_count(len(best["history"]))
     expect(page.locator("#trial-wandb .sync-command")).to_have_text(best["wandb"]["sync_command"])
     expect(page.locator("#trial-checkpoint")).to_have_text(best["checkpoint"])
+    node = best["node"]
+    expect(page.locator("#trial-node")).to_have_text(f"{node['hostname']} ({node['ip']})")
     screenshot(page, "trial")
 
 

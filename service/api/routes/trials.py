@@ -7,7 +7,14 @@ from fastapi import APIRouter, Request
 from service import sweeps as store
 from service.api.deps import ReadAccess, ReportAccess, SessionDep
 from service.api.presenters import FastJSONResponse, trial_detail_json
-from service.schemas import ErrorOut, ProblemList, ReportIn, ReportOut, TrialDetail
+from service.schemas import (
+    ErrorOut,
+    HeartbeatIn,
+    ProblemList,
+    ReportIn,
+    ReportOut,
+    TrialDetail,
+)
 
 router = APIRouter(prefix="/trials", tags=["trials"])
 
@@ -44,9 +51,16 @@ async def report(trial_id: str, body: ReportIn, request: Request):
 @router.post(
     "/{trial_id}/heartbeat",
     response_model=ReportOut,
-    responses={**_FOUND, 403: {"model": ErrorOut}, 409: {"model": ErrorOut}},
+    responses={
+        **_FOUND,
+        403: {"model": ErrorOut},
+        409: {"model": ErrorOut},
+        422: {"model": ProblemList},
+    },
     dependencies=[ReportAccess],
 )
-def heartbeat(trial_id: str, session: SessionDep):
-    """A worker says its trial is still alive between reports; the answer is as for reports."""
-    return ReportOut(action=store.record_heartbeat(session, trial_id))
+def heartbeat(trial_id: str, session: SessionDep, body: HeartbeatIn | None = None):
+    """A worker says its trial is still alive between reports, and on which node it runs (the
+    trial's `node` shows it); the answer is as for reports."""
+    node = body.node.model_dump(exclude_none=True) if body and body.node else None
+    return ReportOut(action=store.record_heartbeat(session, trial_id, node))

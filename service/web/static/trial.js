@@ -70,6 +70,8 @@ function render() {
       el("dd", { id: "trial-epochs" }, `${trial.epochs} of ${epochsPlanned(sweep)}`),
       el("dt", {}, "attempts"),
       el("dd", {}, String(trial.attempts)),
+      el("dt", {}, "node"),
+      el("dd", { id: "trial-node", class: "mono" }, nodeText(trial.node)),
       el("dt", {}, "started"),
       el("dd", {}, fmtTime(trial.started_at)),
       el("dt", {}, "finished"),
@@ -161,3 +163,10 @@ function historyCard(trial, sweep) {
 }
 
 poll(refresh, POLL_MS);
+
+// Where the trial's latest attempt ran: "hostname (ip)", or a dash before it has started.
+function nodeText(node) {
+  if (!node) return "\u2013";
+  const name = node.hostname || node.ip || node.id || "\u2013";
+  return node.ip && node.ip !== name ? `${name} (${node.ip})` : name;
+}
