@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import os
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,7 +22,8 @@ from service.api.routes import sweeps, trials
 from service.auth import load_or_create_secret
 from service.config import Settings
 from service.db import AsyncConnections, make_engine, make_sessions, migrate
-from service.observability import Metrics
+from service.observability import Metrics, ReportCount
+from service.processes import FollowerScheduler, ForwardToLeader, LeaderLink, add_internal_routes
 from service.report_writer import ReportWriter
 from service.scheduler import Scheduler
 from service.spec import SpecError
@@ -35,36 +38,52 @@ class SafeJSONResponse(JSONResponse):
         return FastJSONResponse.render(self, content)
 
 
-def create_app(settings: Settings | None = None, executor=None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    executor=None,
+    *,
+    leader: LeaderLink | None = None,
+    report_count: ReportCount | None = None,
+    internal_token: str | None = None,
+) -> FastAPI:
     """Build the controller app.
 
     Args:
         settings: Settings; default read from the environment.
         executor: What runs trials; default a `worker.RayTrialExecutor` on
             `settings.ray_address` (a local Ray when unset).
+        leader: Makes this app a follower of the leader process at the other end (see
+            `service.processes`): it schedules nothing and hands the leader what only the
+            scheduler can do. The leader has already brought the database schema up to date.
+        report_count: Where accepted reports are counted (shared by the API's processes).
+        internal_token: On the leader of several processes: the token its followers show.
     """
     settings = settings or Settings()
     engine = make_engine(settings.database_url)
-    migrate(engine)
+    if leader is None:
+        migrate(engine)
     sessions = make_sessions(engine)
     with sessions() as session:
         secret = load_or_create_secret(session, settings.secret)
-    metrics = Metrics(sessions)
-    if executor is None:
-        from worker.ray_runner import RayTrialExecutor
+    metrics = Metrics(sessions, report_count)
+    if leader is not None:
+        scheduler = FollowerScheduler(secret, leader, metrics)
+    else:
+        if executor is None:
+            from worker.ray_runner import RayTrialExecutor
 
-        executor = RayTrialExecutor(settings.ray_address)
-    scheduler = Scheduler(
-        sessions,
-        executor,
-        api_url=settings.api_url,
-        artifact_dir=settings.artifact_dir,
-        wandb_mode=settings.wandb_mode,
-        secret=secret,
-        heartbeat_timeout_s=settings.heartbeat_timeout_s,
-        metrics=metrics,
-        checkpoint_every_s=settings.checkpoint_every_s,
-    )
+            executor = RayTrialExecutor(settings.ray_address)
+        scheduler = Scheduler(
+            sessions,
+            executor,
+            api_url=settings.api_url,
+            artifact_dir=settings.artifact_dir,
+            wandb_mode=settings.wandb_mode,
+            secret=secret,
+            heartbeat_timeout_s=settings.heartbeat_timeout_s,
+            metrics=metrics,
+            checkpoint_every_s=settings.checkpoint_every_s,
+        )
 
     connections = AsyncConnections(engine)
     reports = ReportWriter(connections)
@@ -84,6 +103,8 @@ def create_app(settings: Settings | None = None, executor=None) -> FastAPI:
             scheduler.stop()
             await connections.dispose()
             engine.dispose()
+            if leader is not None:
+                await leader.close()
 
     app = FastAPI(
         title="ktsweep",
@@ -92,6 +113,7 @@ def create_app(settings: Settings | None = None, executor=None) -> FastAPI:
         lifespan=lifespan,
         default_response_class=SafeJSONResponse,
     )
+    role = "follower" if leader is not None else "scheduler"
     app.state.settings = settings
     app.state.connections = connections
     app.state.sessions = sessions
@@ -104,9 +126,10 @@ def create_app(settings: Settings | None = None, executor=None) -> FastAPI:
     app.include_router(web.router)
 
     @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
-        """The process is up."""
-        return {"status": "ok"}
+    def healthz() -> dict[str, Any]:
+        """The process is up; which process answered (`role` "scheduler" or "follower", and
+        its `pid`: see `ktsweep serve --processes`)."""
+        return {"status": "ok", "role": role, "pid": os.getpid()}
 
     @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready yet."}})
     def readyz():
@@ -134,6 +157,10 @@ def create_app(settings: Settings | None = None, executor=None) -> FastAPI:
         """Prometheus metrics: trials by state, scheduling latency, reports, Ray resources."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    if leader is not None:
+        app.add_middleware(ForwardToLeader, leader=leader)
+    if internal_token is not None:
+        add_internal_routes(app, internal_token)
     _install_error_handlers(app)
     _install_openapi(app)
     return app

@@ -76,6 +76,23 @@ def run(
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            "--processes",
+            min=1,
+            max=64,
+            help="Processes serving the API (default KTSWEEP_API_PROCESSES or 1). One also "
+            "schedules trials; the others serve reads and worker reports.",
+        ),
+    ] = None,
+    access_log: Annotated[
+        bool | None,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="Log every request (default KTSWEEP_ACCESS_LOG or on).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the REST API (the controller), scheduling trials on Ray."""
     import uvicorn
@@ -85,6 +102,10 @@ def serve(
     from service.observability import configure_logging
 
     settings = Settings()
+    if processes is not None:
+        settings.api_processes = processes
+    if access_log is not None:
+        settings.access_log = access_log
     if not settings.tokens and not _is_loopback(host):
         console.print(
             f"[red]Refusing to listen on {host} without API tokens.[/] Anyone who can reach it "
@@ -96,7 +117,67 @@ def serve(
     if settings.api_url is None:
         reachable = socket.gethostname() if host in ("0.0.0.0", "::") else host
         settings.api_url = f"http://{reachable}:{port}"
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    if settings.api_processes == 1:
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=settings.access_log,
+        )
+        return
+    _serve_processes(settings, host, port)
+
+
+def _serve_processes(settings, host: str, port: int) -> None:
+    """The leader in this process, `settings.api_processes - 1` followers in child processes,
+    all on host:port (see `service.processes`)."""
+    import multiprocessing
+    import shutil
+    import tempfile
+
+    import uvicorn
+
+    from service import processes
+    from service.app import create_app
+    from service.observability import ReportCount
+
+    try:
+        processes.check_port_free(host, port)
+    except OSError as exc:
+        console.print(
+            f"[red]Cannot listen on {host}:{port}: {exc.strerror}.[/] Stop what uses it, or "
+            "pick another --port."
+        )
+        raise typer.Exit(2) from None
+    token = processes.new_internal_token()
+    folder = tempfile.mkdtemp(prefix="ktsweep-leader-")  # readable by this user only
+    socket_path = os.path.join(folder, "leader.sock")
+    context = multiprocessing.get_context("spawn")
+    slots = [context.Value("Q", 0) for _ in range(settings.api_processes)]
+    # Built before any follower starts: it brings the schema up to date and makes the secret.
+    app = create_app(settings, report_count=ReportCount(slots, 0), internal_token=token)
+    sockets = [processes.bind_tcp(host, port), processes.bind_unix(socket_path)]
+    followers = [
+        context.Process(
+            target=processes.run_follower,
+            args=(settings.model_dump(), host, port, socket_path, token, slots, index, os.getpid()),
+            name=f"ktsweep-api-{index}",
+            daemon=True,
+        )
+        for index in range(1, settings.api_processes)
+    ]
+    for follower in followers:
+        follower.start()
+    try:
+        config = uvicorn.Config(app, log_level="info", access_log=settings.access_log)
+        uvicorn.Server(config).run(sockets=sockets)
+    finally:
+        for follower in followers:
+            follower.terminate()
+        for follower in followers:
+            follower.join(timeout=15)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 UrlOption = Annotated[

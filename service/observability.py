@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
@@ -17,7 +18,7 @@ from service.models import Sweep, Trial
 class Metrics:
     """The controller's metrics, in a registry of their own (one per app)."""
 
-    def __init__(self, sessions: sessionmaker):
+    def __init__(self, sessions: sessionmaker, report_count: ReportCount | None = None):
         self.registry = CollectorRegistry()
         self.scheduling_latency = Histogram(
             "ktsweep_scheduling_latency_seconds",
@@ -25,16 +26,52 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
-        self.reports = Counter(
-            "ktsweep_reports",
-            "Worker reports accepted (rate() gives reports per second).",
-            registry=self.registry,
-        )
+        self.reports = report_count or ReportCount()
+        self.registry.register(_ReportsCollector(self.reports))
         self.trials_launched = Counter(
             "ktsweep_trials_launched", "Trials handed to Ray.", registry=self.registry
         )
         self.registry.register(_StateCollector(sessions))
         self.registry.register(_RayResourcesCollector())
+
+
+class ReportCount:
+    """Worker reports accepted, counted across the API's processes in shared memory.
+
+    Each process adds to its own slot of `slots` (a list of `multiprocessing.Value("Q")`,
+    created before the processes start); `total` sums them all, for the process that serves
+    `/metrics`.
+
+    Args:
+        slots: One shared counter per process; default one, for a single process.
+        index: This process's slot. Default 0.
+    """
+
+    def __init__(self, slots: list | None = None, index: int = 0):
+        if slots is None:
+            slots = [multiprocessing.Value("Q", 0)]
+        self.slots = slots
+        self._own = slots[index]
+
+    def inc(self) -> None:
+        with self._own.get_lock():
+            self._own.value += 1
+
+    @property
+    def total(self) -> int:
+        return sum(slot.value for slot in self.slots)
+
+
+class _ReportsCollector:
+    def __init__(self, count: ReportCount):
+        self.count = count
+
+    def collect(self):
+        yield CounterMetricFamily(
+            "ktsweep_reports",
+            "Worker reports accepted (rate() gives reports per second).",
+            value=self.count.total,
+        )
 
 
 class _StateCollector:

@@ -443,6 +443,14 @@ class Scheduler:
                 except Exception:  # its first report will try again, and say what is wrong
                     log.exception("could not build the search method of sweep %s", sweep.id)
 
+    def decide_on_report(self, trial_id: str) -> tuple[str, bool]:
+        """The early-termination answer to a report of `trial_id` already stored, and whether
+        its sweep has a rule to consult at all (a follower process asks this)."""
+        with self.sessions() as session:
+            action = self._decide_on_report(session, trial_id)
+            sweep_id = store.get_trial(session, trial_id).sweep_id
+        return action, self._decides_on_reports.get(sweep_id, True)
+
     def _decide_on_report(self, session: Session, trial_id: str) -> str:
         trial = store.get_trial(session, trial_id)
         method = self.method_for(trial.sweep)
