@@ -13,8 +13,13 @@ measures. Each client is one keep-alive HTTP/1.1 connection written on asyncio s
 request costs the client a few tens of microseconds, so the clients (on the same machine)
 leave the cores to the controller.
 
+The controller runs as `ktsweep serve --processes 2 --no-access-log` (a leader that schedules
+and one follower: see service/processes.py); `--processes 1` and `--access-log` measure the
+other configurations.
+
     python bench/api_load.py                         # PostgreSQL on 127.0.0.1:5432, db "test"
     python bench/api_load.py --duration 20 --trials 2000
+    python bench/api_load.py --processes 1
 """
 
 from __future__ import annotations
@@ -152,6 +157,12 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--duration", type=float, default=60)
+    parser.add_argument(
+        "--processes", type=int, default=2, help="`ktsweep serve --processes` (default 2)"
+    )
+    parser.add_argument(
+        "--access-log", action="store_true", help="keep uvicorn's access log on (default off)"
+    )
     args = parser.parse_args()
 
     name = f"ktsweep_bench_{uuid.uuid4().hex[:8]}"
@@ -173,17 +184,30 @@ def main() -> None:
             "KTSWEEP_ARTIFACT_DIR": str(workdir),
         }
         server = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "service.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--processes",
+                str(args.processes),
+                "--access-log" if args.access_log else "--no-access-log",
+            ],
             cwd=REPO,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 600  # it first relaunches every running trial
-        while True:
+        pids: set[int] = set()
+        while True:  # ready, and every process answering
             try:
                 if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
+                    pids.add(httpx.get(f"{url}/healthz", timeout=2).json()["pid"])
+                    if len(pids) >= args.processes:
+                        break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline or server.poll() is not None:
@@ -213,7 +237,10 @@ def main() -> None:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
-    print(f"{args.trials} trials in PostgreSQL, {args.clients} clients, {elapsed:.0f} s")
+    print(
+        f"{args.trials} trials in PostgreSQL, {args.clients} clients, {elapsed:.0f} s, "
+        f"{args.processes} API process(es), access log {'on' if args.access_log else 'off'}"
+    )
     print(
         "write cost per trial, ms, by tenth of the trials: " + " ".join(f"{c:.2f}" for c in costs)
     )
