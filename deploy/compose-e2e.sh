@@ -310,6 +310,21 @@ for trial in trials:
 print(f"Ray nodes that ran trials (as the trials record them): {len(nodes)}")
 sys.exit(0 if len(nodes) >= 2 and all(trial.get("node") for trial in trials) else 1)
 PY
+# The API container runs KTSWEEP_API_PROCESSES (2 by default) processes on one port.
+"$python" - "$port" <<'PY' || fail "the API did not answer from its 2 processes"
+import sys
+import time
+
+import httpx
+
+roles = {}
+deadline = time.monotonic() + 60
+while len(roles) < 2 and time.monotonic() < deadline:
+    answer = httpx.get(f"http://127.0.0.1:{sys.argv[1]}/healthz").json()  # a new connection
+    roles[answer["pid"]] = answer["role"]
+print(f"API processes that answered /healthz: {sorted(roles.values())}")
+sys.exit(0 if sorted(roles.values()) == ["follower", "scheduler"] else 1)
+PY
 sweep_id="$("$python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$work/sweep.json")"
 rows="$(podman exec "$postgres" psql -U ktsweep -d ktsweep -tAc \
     "select count(*) from trials where sweep_id = '$sweep_id' and state = 'completed'")" ||
