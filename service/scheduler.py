@@ -338,7 +338,20 @@ class Scheduler:
             command=[str(part) for part in spec.command] if spec.command else None,
             working_dir=spec.working_dir,
             checkpoint_every_s=self.checkpoint_every_s,
+            report_waits=self._reports_need_answers(sweep),
         )
+
+    def _reports_need_answers(self, sweep: Sweep) -> bool:
+        """Whether the sweep's reports can be answered "stop" (it has an early-termination
+        rule): only then must a worker wait for each answer."""
+        decides = self._decides_on_reports.get(sweep.id)
+        if decides is None:
+            try:
+                decides = may_stop_trials(self.method_for(sweep))
+            except Exception:  # the launch itself will say what is wrong with the sweep
+                return True
+            self._decides_on_reports[sweep.id] = decides
+        return decides
 
     def _fill_in_last_report(self, session: Session, trial: Trial, last: dict | None) -> None:
         """The worker may have saved epochs whose reports never arrived (it died, or the

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
+import threading
 import time
 from typing import Any, Protocol
 
@@ -30,18 +32,38 @@ class HttpReporter:
     A controller that cannot be reached does not fail the trial: the report is retried a few
     times, then dropped with a warning (the final result carries the whole history anyway).
 
+    With `background=True` (a sweep with no early-termination rule, whose answer is always
+    "continue") `report` returns at once and a thread sends the reports in order, so training
+    never waits for the controller; `close` sends what is still queued.
+
     Args:
         base_url: The controller's URL, e.g. "http://127.0.0.1:8000".
         trial_id: The trial being reported.
         token: Bearer token for the report, or None.
         retries: Attempts per report before it is dropped. Default 3.
+        background: Send reports from a thread without waiting for the answers. Default False.
     """
 
-    def __init__(self, base_url: str, trial_id: str, token: str | None = None, retries: int = 3):
+    def __init__(
+        self,
+        base_url: str,
+        trial_id: str,
+        token: str | None = None,
+        retries: int = 3,
+        background: bool = False,
+    ):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.trial_id = trial_id
         self.retries = retries
         self._client = httpx.Client(base_url=base_url, headers=headers, timeout=10.0)
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
+        if background:
+            self._queue = queue.Queue()
+            self._thread = threading.Thread(
+                target=self._send_queued, name=f"ktsweep-reports-{trial_id}", daemon=True
+            )
+            self._thread.start()
 
     def report(
         self, step: int, metrics: dict[str, float | None], checkpoint: str | None = None
@@ -49,6 +71,50 @@ class HttpReporter:
         payload: dict[str, Any] = {"step": step, "metrics": metrics}
         if checkpoint:
             payload["checkpoint"] = checkpoint
+        if self._queue is not None:
+            self._queue.put(("report", payload))
+            return "continue"
+        return self._send_report(payload)
+
+    def started(self, node: dict[str, str] | None = None) -> str:
+        """Tell the controller the trial has started, and on which `node`; returns its answer
+        ("stop" for a trial cancelled meanwhile; "continue" when sent in the background). A
+        controller that cannot be reached is not an error: the first report says the trial is
+        alive just as well."""
+        payload = {"node": node} if node else {}
+        if self._queue is not None:
+            self._queue.put(("heartbeat", payload))
+            return "continue"
+        return self._send_heartbeat(payload)
+
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Send what is still queued (waiting at most `timeout_s`), then close the connection."""
+        if self._thread is not None and self._queue is not None:
+            self._queue.put(None)
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                log.warning(
+                    "reports of trial %s still unsent after %g s; dropping them",
+                    self.trial_id,
+                    timeout_s,
+                )
+        self._client.close()
+
+    def _send_queued(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            kind, payload = item
+            try:
+                if kind == "report":
+                    self._send_report(payload)
+                else:
+                    self._send_heartbeat(payload)
+            except Exception:  # never let one report end the thread and strand the rest
+                log.exception("sending a %s of trial %s failed", kind, self.trial_id)
+
+    def _send_report(self, payload: dict[str, Any]) -> str:
         for attempt in range(self.retries):
             try:
                 response = self._client.post(
@@ -63,14 +129,10 @@ class HttpReporter:
                 log.warning("controller refused report for trial %s: %s", self.trial_id, exc)
                 return "continue"
             time.sleep(0.2 * (attempt + 1))
-        log.warning("dropping report of step %d for trial %s", step, self.trial_id)
+        log.warning("dropping report of step %d for trial %s", payload["step"], self.trial_id)
         return "continue"
 
-    def started(self, node: dict[str, str] | None = None) -> str:
-        """Tell the controller the trial has started, and on which `node`; returns its answer
-        ("stop" for a trial cancelled meanwhile). A controller that cannot be reached is not an
-        error: the first report says the trial is alive just as well."""
-        payload = {"node": node} if node else {}
+    def _send_heartbeat(self, payload: dict[str, Any]) -> str:
         try:
             response = self._client.post(f"/api/v1/trials/{self.trial_id}/heartbeat", json=payload)
             if response.status_code < 400:
@@ -84,9 +146,6 @@ class HttpReporter:
         except httpx.TransportError as exc:
             log.warning("could not tell the controller trial %s started: %s", self.trial_id, exc)
         return "continue"
-
-    def close(self) -> None:
-        self._client.close()
 
 
 def plain_metrics(logs: dict[str, Any] | None) -> dict[str, float | None]:

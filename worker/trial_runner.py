@@ -41,7 +41,12 @@ def run_trial(spec: TrialSpec, reporter: Reporter | None = None) -> TrialResult:
     """
     own_reporter = None
     if reporter is None and spec.report_url:
-        reporter = own_reporter = HttpReporter(spec.report_url, spec.trial_id, spec.report_token)
+        reporter = own_reporter = HttpReporter(
+            spec.report_url,
+            spec.trial_id,
+            spec.report_token,
+            background=not spec.report_waits,
+        )
         own_reporter.started(node_info())
     try:
         write_worker_info(

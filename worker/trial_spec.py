@@ -40,6 +40,9 @@ class TrialSpec:
             Default: the worker's current folder.
         checkpoint_every_s: Seconds between the resumable `last.keras` checkpoints saved at
             the end of epochs (the last epoch is always saved). Default 0: every epoch.
+        report_waits: Whether each report waits for the controller's answer, which a sweep
+            with an early-termination rule needs; when False, reports go out in the background
+            and training never waits for them. Default True.
     """
 
     trial_id: str
@@ -63,6 +66,7 @@ class TrialSpec:
     command: list[str] | None = None
     working_dir: str | None = None
     checkpoint_every_s: float = 0.0
+    report_waits: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,104 @@
+"""HttpReporter against a real controller over HTTP: reports in the background for sweeps with
+no early-termination rule (training never waits for them), and waiting for answers otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from contextlib import contextmanager
+
+import uvicorn
+
+from service.app import create_app
+from service.config import Settings
+from service.models import Sweep
+from tests.service.helpers import DIGITS_SPEC, store_sweep
+from tests.waiting import wait_for
+from worker.ray_runner import ensure_ray
+from worker.reporter import HttpReporter
+
+
+@contextmanager
+def served_controller(tmp_path):
+    """The controller app under uvicorn on a free local port (in a thread)."""
+    ensure_ray()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'db'}", artifact_dir=tmp_path / "artifacts"
+    )
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    assert wait_for(lambda: server.started, timeout_s=60)
+    try:
+        yield app, f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+class _StateHolder:
+    def __init__(self, app):
+        self.app_state = app.state
+
+
+def test_background_reports_never_wait_and_arrive_in_order(tmp_path):
+    with served_controller(tmp_path) as (app, url):
+        sweep = store_sweep(_StateHolder(app), objectives=[None], trial_state="running")
+        trial_id = f"{sweep.id}-0"
+        scheduler = app.state.scheduler
+        handle_report = scheduler.handle_report
+        gate = threading.Event()
+        seen: list[int] = []
+
+        async def held_report(writer, report):  # passes every report on, once the gate opens
+            await asyncio.to_thread(gate.wait)
+            seen.append(report.step)
+            return await handle_report(writer, report)
+
+        scheduler.handle_report = held_report
+        reporter = HttpReporter(url, trial_id, background=True)
+        reporter.started({"hostname": "worker-a"})
+        answers = [reporter.report(step, {"val_accuracy": step / 10}) for step in range(1, 11)]
+        # Every call came back while the controller had answered none of them.
+        assert answers == ["continue"] * 10
+        assert seen == []
+        gate.set()
+        reporter.close()
+
+        assert seen == list(range(1, 11))
+        with app.state.sessions() as session:
+            trial = session.get(Sweep, sweep.id).trials[0]
+            assert [report.step for report in trial.reports] == list(range(1, 11))
+            assert trial.reports[-1].metrics == {"val_accuracy": 1.0}
+            assert trial.node == {"hostname": "worker-a"}
+
+
+def test_waiting_reporter_returns_the_controllers_answer(tmp_path):
+    with served_controller(tmp_path) as (app, url):
+        sweep = store_sweep(_StateHolder(app), objectives=[None], trial_state="cancelled")
+        reporter = HttpReporter(url, f"{sweep.id}-0")
+        # A cancelled trial is told to stop, right in the answer to its report.
+        assert reporter.report(1, {"val_accuracy": 0.5}) == "stop"
+        reporter.close()
+
+
+def test_workers_wait_for_answers_only_where_a_rule_can_stop_them(tmp_path):
+    with served_controller(tmp_path) as (app, _url):
+        scheduler = app.state.scheduler
+        plain = store_sweep(_StateHolder(app), objectives=[None], trial_state="running")
+        with app.state.sessions() as session:
+            ruled = Sweep(
+                id="ruled",
+                name="ruled",
+                state="paused",
+                spec={**DIGITS_SPEC, "early_terminate": {"type": "hyperband", "min_iter": 1}},
+            )
+            session.add(ruled)
+            session.commit()
+            assert scheduler._reports_need_answers(session.get(Sweep, plain.id)) is False
+            assert scheduler._reports_need_answers(ruled) is True
