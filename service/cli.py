@@ -448,19 +448,23 @@ def _progress_view(sweep: dict[str, Any], trials: list[dict[str, Any]]):
     table.add_column("hyperparameters")
     table.add_column("epochs", justify="right")
     table.add_column(metric or "metric", justify="right")
-    table.add_column("node")
-    for trial in trials:
+    nodes = [_node_name(trial.get("node")) for trial in trials]
+    many_nodes = len(set(filter(None, nodes))) > 1  # one machine: the column says nothing
+    if many_nodes:
+        table.add_column("node")
+    for trial, node in zip(trials, nodes, strict=True):
         value = trial["metrics"].get(metric)
         style = STATE_STYLES.get(trial["state"], "")
-        node = trial.get("node") or {}
-        table.add_row(
+        cells = [
             trial["id"],
             f"[{style}]{trial['state']}[/]",
             format_hyperparameters(trial["hyperparameters"]),
             str(trial["epochs"]),
             "" if value is None else f"{value:.4f}",
-            node.get("hostname") or node.get("ip") or "",
-        )
+        ]
+        if many_nodes:
+            cells.append(node)
+        table.add_row(*cells)
     counts = sweep["trial_counts"]
     done = counts["total"] - counts["pending"] - counts["running"]
     summary = f"{done}/{run_cap} trials done, {counts['running']} running"
@@ -468,6 +472,11 @@ def _progress_view(sweep: dict[str, Any], trials: list[dict[str, Any]]):
     if best and best.get("objective") is not None:
         summary += f"; best {metric} {best['objective']:.4f} ({best['id']})"
     return Group(table, summary)
+
+
+def _node_name(node: dict[str, Any] | None) -> str:
+    node = node or {}
+    return node.get("hostname") or node.get("ip") or ""
 
 
 def format_hyperparameters(values: dict[str, Any], prefix: str = "") -> str:
