@@ -122,14 +122,7 @@ if [ ! -x "$tools/bin/podman-compose" ] || [ ! -x "$tools/bin/python" ]; then
 fi
 podman_compose="$tools/bin/podman-compose"
 python="$tools/bin/python"
-# Local settings these machines need; kept out of the compose file (they are not the product's).
-cat >"$work/containers.conf" <<'CONF'
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
-runtime = "runc"
-CONF
-export CONTAINERS_CONF="$work/containers.conf"
+export CONTAINERS_CONF="$repo/deploy/podman-containers.conf"
 mkdir -p "$cache"
 
 # ------------------------------------------------------------------------------------------------

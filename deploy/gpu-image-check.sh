@@ -19,13 +19,7 @@ fail() {
     exit 1
 }
 
-cat >"$work/containers.conf" <<'CONF'
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
-runtime = "runc"
-CONF
-export CONTAINERS_CONF="$work/containers.conf"
+export CONTAINERS_CONF="$repo/deploy/podman-containers.conf"
 
 if ! podman image exists localhost/debian:bookworm; then
     [ -s "$cache/debian-bookworm.tar" ] ||

@@ -34,7 +34,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from service.sweeps import ReportIn
+from service.report_writer import record_and_answer
+from service.sweeps import ReportIn, ReportRecorded
 
 log = logging.getLogger(__name__)
 
@@ -130,14 +131,11 @@ class FollowerScheduler:
         raise RuntimeError("a follower process does not take sweeps; the leader does")
 
     async def handle_report(self, writer, report: ReportIn) -> str:
-        recorded = await writer.record(report)
-        if self.metrics is not None:
-            self.metrics.reports.inc()
-        if (
-            recorded.action != "continue"
-            or self._decides_on_reports.get(recorded.sweep_id) is False
-        ):
-            return recorded.action
+        return await record_and_answer(
+            writer, report, self._decides_on_reports, self._ask_leader, self.metrics
+        )
+
+    async def _ask_leader(self, report: ReportIn, recorded: ReportRecorded) -> str:
         try:
             answer = await self.leader.decide(report.trial_id)
         except httpx.HTTPError as exc:

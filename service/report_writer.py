@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from service import sweeps as store
 from service.db import AsyncConnections
@@ -103,3 +105,21 @@ class ReportWriter:
         if self.connections.runs_statements_on_the_loop:  # PostgreSQL: the batch is one statement
             return await self.connections.run(store.record_reports_in_one_statement, reports)
         return await self.connections.write(store.record_reports, reports, self._metric_names)
+
+
+async def record_and_answer(
+    writer: ReportWriter,
+    report: ReportIn,
+    decides_on_reports: dict[str, bool],
+    decide: Callable[[ReportIn, ReportRecorded], Awaitable[str]],
+    metrics: Any = None,
+) -> str:
+    """Store `report` and answer the worker: "stop" for a trial that has ended, else
+    `await decide(report, recorded)` for the early-termination answer, skipped ("continue") for a
+    sweep that `decides_on_reports` knows has no rule."""
+    recorded = await writer.record(report)
+    if metrics is not None:
+        metrics.reports.inc()
+    if recorded.action != "continue" or decides_on_reports.get(recorded.sweep_id) is False:
+        return recorded.action
+    return await decide(report, recorded)

@@ -26,7 +26,7 @@ from service.models import (
     utcnow,
 )
 from service.observability import Metrics
-from service.report_writer import ReportWriter
+from service.report_writer import ReportWriter, record_and_answer
 from service.search import SearchMethod, Suggestion, TrialRecord, make_search_method
 from service.spec import SweepSpec, TrialSection, is_program_sweep
 from service.sweeps import ReportIn
@@ -338,7 +338,7 @@ class Scheduler:
             command=[str(part) for part in spec.command] if spec.command else None,
             working_dir=spec.working_dir,
             checkpoint_every_s=self.checkpoint_every_s,
-            report_waits=self._reports_need_answers(sweep),
+            report_waits=self._reports_wait(sweep),
         )
 
     def _reports_need_answers(self, sweep: Sweep) -> bool:
@@ -346,12 +346,15 @@ class Scheduler:
         rule): only then must a worker wait for each answer."""
         decides = self._decides_on_reports.get(sweep.id)
         if decides is None:
-            try:
-                decides = may_stop_trials(self.method_for(sweep))
-            except Exception:  # the launch itself will say what is wrong with the sweep
-                return True
+            decides = may_stop_trials(self.method_for(sweep))
             self._decides_on_reports[sweep.id] = decides
         return decides
+
+    def _reports_wait(self, sweep: Sweep) -> bool:
+        try:
+            return self._reports_need_answers(sweep)
+        except Exception:  # the launch itself will say what is wrong with the sweep
+            return True
 
     def _fill_in_last_report(self, session: Session, trial: Trial, last: dict | None) -> None:
         """The worker may have saved epochs whose reports never arrived (it died, or the
@@ -424,20 +427,18 @@ class Scheduler:
     async def handle_report(self, writer: ReportWriter, report: ReportIn) -> str:
         """`on_report` for the API: the report is stored with others in one commit (group
         commit), and only a sweep with an early-termination rule costs a decision."""
-        recorded = await writer.record(report)
-        if self.metrics is not None:
-            self.metrics.reports.inc()
-        if (
-            recorded.action != "continue"
-            or self._decides_on_reports.get(recorded.sweep_id) is False
-        ):
-            return recorded.action
 
         def decide() -> str:
             with self.sessions() as session:
                 return self._decide_on_report(session, report.trial_id)
 
-        return await asyncio.to_thread(decide)
+        return await record_and_answer(
+            writer,
+            report,
+            self._decides_on_reports,
+            lambda _report, _recorded: asyncio.to_thread(decide),
+            self.metrics,
+        )
 
     def learn_report_rules(self) -> None:
         """Find out now, for every sweep with trials still going, whether its reports need an
@@ -452,7 +453,7 @@ class Scheduler:
             ).all()
             for sweep in sweeps:
                 try:
-                    self._decides_on_reports[sweep.id] = may_stop_trials(self.method_for(sweep))
+                    self._reports_need_answers(sweep)
                 except Exception:  # its first report will try again, and say what is wrong
                     log.exception("could not build the search method of sweep %s", sweep.id)
 
