@@ -1,75 +1,79 @@
-"""Logs history rows to a W&B run from a background thread, in order, in batches."""
+"""Logs history rows to a W&B run in batches, from the training thread, in order."""
 
 from __future__ import annotations
 
 import copy
-import queue
-import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import wandb
 
-_STOP = object()
-
-# A batch is sent once it holds this many rows or its first row has waited this long.
-BATCH_ROWS = 256
-BATCH_SECONDS = 0.1
+# Rows are handed to W&B once this many are waiting or the first has waited this long.
+BATCH_ROWS = 1024
+BATCH_SECONDS = 1.0
 
 
 class HistoryWriter:
-    """Queues rows for the run's history so the training loop never waits on W&B.
+    """Collects history rows and hands them to W&B's service in batches.
 
     `run.log` hands each row to W&B's I/O thread and waits for it: two thread
     switches and a socket write per row, which is most of what per-batch logging
-    costs. The writer collects the rows queued within `BATCH_SECONDS` (at most
-    `BATCH_ROWS`) and publishes them with a single hand-off, each still its own
-    history row with the same keys, values and order as `run.log` gives. Where
-    the run's internals are not what this expects, it falls back to `run.log`.
+    costs. The writer keeps the rows and publishes those gathered within
+    `BATCH_SECONDS` (at most `BATCH_ROWS`) with a single hand-off, each still its
+    own history row with the same keys, values and order as `run.log` gives.
+    Publishing happens on the caller's thread, between batches: a background
+    thread would take Python's lock from the training loop once per row.
+    Where the run's internals are not what this expects, it falls back to
+    `run.log`.
 
-    A row may hold callables as values; they are evaluated on the writer's
-    thread just before logging (used for learning-rate schedules, which are pure
-    functions of the step and cost a backend op to evaluate).
+    A row may hold callables as values; they are called just before publishing.
+    `resolve`, if given, is called with each batch of rows first, to fill in
+    values that are cheaper to compute for many rows at once.
     """
 
-    def __init__(self, run: Any) -> None:
+    def __init__(
+        self,
+        run: Any,
+        *,
+        resolve: Callable[[list[dict[str, Any]]], None] | None = None,
+        seconds: float = BATCH_SECONDS,
+        max_rows: int = BATCH_ROWS,
+    ) -> None:
         self._run = run
         self._publisher = _BatchPublisher.for_run(run)
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._resolve = resolve
+        self._seconds = seconds
+        self._max_rows = max_rows
+        self._rows: list[dict[str, Any]] = []
+        self._due = time.monotonic() + seconds
         self._failure: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._drain, name="wandb-metrics-logger", daemon=True
-        )
-        self._thread.start()
 
     def log(self, row: dict[str, Any]) -> None:
-        self._queue.put(row)
+        """Queues a row; publishes the queue when it is full or due."""
+        self._rows.append(row)
+        if len(self._rows) >= self._max_rows or time.monotonic() >= self._due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Publishes every queued row now."""
+        rows, self._rows = self._rows, []
+        self._due = time.monotonic() + self._seconds
+        if not rows or self._failure is not None:
+            return
+        try:
+            if self._resolve is not None:
+                self._resolve(rows)
+            self._log([_resolved(row) for row in rows])
+        except Exception as error:  # keep training going; report once at close
+            self._failure = error
 
     def close(self) -> None:
-        """Logs every queued row, then stops the thread."""
-        self._queue.put(_STOP)
-        self._thread.join()
+        """Publishes every queued row and reports a failure to log, if there was one."""
+        self.flush()
         if self._failure is not None:
             wandb.termwarn(f"Some metrics could not be logged to W&B: {self._failure!r}")
-
-    def _drain(self) -> None:
-        stopping = False
-        while not stopping:
-            rows = [self._queue.get()]
-            deadline = time.monotonic() + BATCH_SECONDS
-            while rows[-1] is not _STOP and len(rows) < BATCH_ROWS:
-                try:
-                    rows.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
-                except queue.Empty:
-                    break
-            if rows[-1] is _STOP:
-                stopping = True
-                rows.pop()
-            if rows and self._failure is None:
-                try:
-                    self._log([_resolved(row) for row in rows])
-                except Exception as error:  # keep training going; report once at close
-                    self._failure = error
+            self._failure = None
 
     def _log(self, rows: list[dict[str, Any]]) -> None:
         if self._publisher is not None:

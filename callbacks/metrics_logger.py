@@ -9,7 +9,12 @@ import keras
 import wandb
 
 from callbacks._history_writer import HistoryWriter
-from callbacks._learning_rate import fixed_value, learning_rate_schedule, schedule_value
+from callbacks._learning_rate import (
+    fixed_value,
+    learning_rate_schedule,
+    schedule_value,
+    schedule_values,
+)
 from callbacks._run import require_run
 
 
@@ -24,8 +29,9 @@ class MetricsLogger(keras.callbacks.Callback):
     at the end of every `log_freq`-th batch, plotted against `batch/batch_step`.
     These are the keys of `wandb.integration.keras.WandbMetricsLogger`.
 
-    Batch rows are handed to a background thread, so per-batch logging does not
-    slow `fit` down; everything is logged by the time `fit` returns. System
+    Batch rows are handed to W&B in batches (every second and at the end of each
+    epoch) rather than one `wandb.log` call each, so per-batch logging costs
+    training little; everything is logged by the time `fit` returns. System
     metrics (CPU, GPU, TPU, memory) come from W&B's own system monitor, which
     runs with every W&B run.
 
@@ -99,8 +105,12 @@ class MetricsLogger(keras.callbacks.Callback):
             self._iterations_at_begin = _iterations(self.model.optimizer)
             self._step_at_begin = self.global_step
         self._close_writer()
-        # Epoch rows go through the same queue as batch rows to keep their order.
-        self._writer = HistoryWriter(run) if self.logging_batch_wise else None
+        # Epoch rows go through the same writer as batch rows to keep their order.
+        self._writer = (
+            HistoryWriter(run, resolve=self._fill_learning_rates)
+            if self.logging_batch_wise
+            else None
+        )
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self.global_step += 1
@@ -121,6 +131,7 @@ class MetricsLogger(keras.callbacks.Callback):
         self._add_learning_rate(row, "epoch/learning_rate")
         if self._writer is not None:
             self._writer.log(row)
+            self._writer.flush()
         else:
             require_run(type(self).__name__).log(row)
 
@@ -132,18 +143,50 @@ class MetricsLogger(keras.callbacks.Callback):
             value = _fixed_value_or_none(self.model.optimizer)
             if value is not None:
                 row[key] = value
-        elif self._writer is not None:
-            # A schedule is a pure function of the step: evaluate it off the training thread.
-            row[key] = functools.partial(_schedule_value_or_none, self._schedule, self.global_step)
+        elif self._writer is not None and isinstance(
+            self._schedule, keras.optimizers.schedules.LearningRateSchedule
+        ):
+            # A schedule is a pure function of the step, and one evaluation costs about a
+            # millisecond: the writer fills in a whole batch of rows with one evaluation.
+            row[key] = _StepOf(self.global_step)
         else:
             value = _schedule_value_or_none(self._schedule, self.global_step)
             if value is not None:
+                row[key] = value
+
+    def _fill_learning_rates(self, rows: list[dict[str, Any]]) -> None:
+        found = [
+            (row, key)
+            for row in rows
+            for key in ("batch/learning_rate", "epoch/learning_rate")
+            if isinstance(row.get(key), _StepOf)
+        ]
+        if not found:
+            return
+        try:
+            values = schedule_values(self._schedule, [row[key].step for row, key in found])
+        except Exception as error:
+            _warn_once(f"MetricsLogger can't read the learning rate, so it isn't logged: {error!r}")
+            values = [None] * len(found)
+        for (row, key), value in zip(found, values, strict=True):
+            if value is None:
+                del row[key]
+            else:
                 row[key] = value
 
     def _close_writer(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+class _StepOf:
+    """Stands for the learning rate at `step` in a row until the writer fills it in."""
+
+    __slots__ = ("step",)
+
+    def __init__(self, step: int) -> None:
+        self.step = step
 
 
 def _iterations(optimizer: Any) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 
 import keras
 import pytest
@@ -148,6 +149,28 @@ def test_batch_rows_fall_back_to_run_log_where_run_internals_differ(offline_run)
     assert run.rows == [{"batch/batch_step": step, "batch/loss": 0.5} for step in range(5)]
 
 
+def test_writer_publishes_on_the_callers_thread_once_enough_rows_wait(offline_run):
+    published = []
+
+    class LogOnlyRun:
+        def log(self, row):
+            published.append((threading.current_thread(), row))
+            offline_run.log(row)
+
+    threads_before = threading.active_count()
+    writer = HistoryWriter(LogOnlyRun(), max_rows=3)
+    writer.log({"batch/batch_step": 0})
+    writer.log({"batch/batch_step": 1})
+    assert published == []
+    writer.log({"batch/batch_step": 2})
+    assert [row for _, row in published] == [{"batch/batch_step": step} for step in range(3)]
+    assert {thread for thread, _ in published} == {threading.current_thread()}
+    writer.log({"batch/batch_step": 3})
+    writer.close()
+    assert [row["batch/batch_step"] for _, row in published] == [0, 1, 2, 3]
+    assert threading.active_count() == threads_before
+
+
 def test_epoch_logging_leaves_keras_free_to_dispatch_batches_asynchronously(offline_run):
     assert is_default(MetricsLogger().on_train_batch_end)
     assert not is_default(MetricsLogger(log_freq="batch").on_train_batch_end)
@@ -169,6 +192,28 @@ def test_learning_rate_follows_schedule(run_file, offline_run, digits, make_mode
     assert batch_rates == pytest.approx(expected)
     (epoch_row,) = rows_with(history, "epoch/epoch")
     assert epoch_row["epoch/learning_rate"] == pytest.approx(expected[-1])
+
+
+class StepwiseSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """A schedule that is right for one step, but reduces a vector of steps to one value."""
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        return 0.1 / keras.ops.sqrt(keras.ops.sum(keras.ops.square(step)) + 1.0)
+
+    def get_config(self):
+        return {}
+
+
+def test_learning_rate_of_a_schedule_that_takes_one_step_at_a_time(
+    run_file, offline_run, digits, make_model
+):
+    fit(make_model(learning_rate=StepwiseSchedule()), digits, [MetricsLogger(log_freq="batch")])
+
+    rows = rows_with(run_file(offline_run).history, "batch/batch_step")
+    steps = range(1, EPOCHS * steps_per_epoch(digits) + 1)
+    expected = [0.1 / ((step * step + 1.0) ** 0.5) for step in steps]
+    assert [row["batch/learning_rate"] for row in rows] == pytest.approx(expected)
 
 
 def test_epoch_logging_follows_schedule_by_optimizer_steps(spy, digits, make_model):
