@@ -19,6 +19,7 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import random
 import statistics
@@ -64,6 +65,10 @@ def build_model() -> keras.Model:
 def timed_fit(x, y, epochs: int, batch_size: int, callbacks: list) -> float:
     model = build_model()
     model.fit(x[:batch_size], y[:batch_size], epochs=1, verbose=0)  # trace outside the timing
+    # Each fit leaves its model behind for the cycle collector; collect it here, outside the
+    # timing, or a full collection of TensorFlow's large heap (about 0.4 s) lands in a random
+    # later fit of whichever condition happens to run then.
+    gc.collect()
     start = time.perf_counter()
     model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=callbacks)
     return time.perf_counter() - start

@@ -37,16 +37,16 @@ class HistoryWriter:
         run: Any,
         *,
         resolve: Callable[[list[dict[str, Any]]], None] | None = None,
-        seconds: float = BATCH_SECONDS,
-        max_rows: int = BATCH_ROWS,
+        seconds: float | None = None,
+        max_rows: int | None = None,
     ) -> None:
         self._run = run
         self._publisher = _BatchPublisher.for_run(run)
         self._resolve = resolve
-        self._seconds = seconds
-        self._max_rows = max_rows
+        self._seconds = BATCH_SECONDS if seconds is None else seconds
+        self._max_rows = BATCH_ROWS if max_rows is None else max_rows
         self._rows: list[dict[str, Any]] = []
-        self._due = time.monotonic() + seconds
+        self._due = time.monotonic() + self._seconds
         self._failure: BaseException | None = None
 
     def log(self, row: dict[str, Any]) -> None:
@@ -144,7 +144,15 @@ class _BatchPublisher:
             for request in requests:
                 await client.publish(request)
 
-        self._interface._asyncer.run(send)
+        asyncer = self._interface._asyncer
+        # Queued behind anything published before and ahead of anything published after
+        # (W&B's I/O thread writes its tasks in the order they were scheduled), so the
+        # training thread need not wait for the socket writes.
+        run_soon = getattr(asyncer, "run_soon", None)
+        if run_soon is not None:
+            run_soon(send)
+        else:
+            asyncer.run(send)
 
     def _collect(self, record: Any, *, nowait: bool = False) -> None:
         self._interface._assign(record)

@@ -10,6 +10,7 @@ import wandb
 
 from callbacks._history_writer import HistoryWriter
 from callbacks._learning_rate import (
+    FixedLearningRateReader,
     fixed_value,
     learning_rate_schedule,
     schedule_value,
@@ -86,6 +87,7 @@ class MetricsLogger(keras.callbacks.Callback):
         self.global_batch = 0
         self._writer: HistoryWriter | None = None
         self._schedule: Any = None
+        self._fixed_rate: FixedLearningRateReader | None = None
         self._iterations_at_begin = 0
         self._step_at_begin = initial_global_step
         if not batch_wise:
@@ -101,6 +103,9 @@ class MetricsLogger(keras.callbacks.Callback):
         run.define_metric("epoch/epoch")
         run.define_metric("epoch/*", step_metric="epoch/epoch")
         self._schedule = learning_rate_schedule(self.model.optimizer)
+        self._close_fixed_rate()
+        if self._schedule is None and self.logging_batch_wise:
+            self._fixed_rate = FixedLearningRateReader(self.model.optimizer)
         if self._schedule is not None and not self.logging_batch_wise:
             self._iterations_at_begin = _iterations(self.model.optimizer)
             self._step_at_begin = self.global_step
@@ -111,6 +116,10 @@ class MetricsLogger(keras.callbacks.Callback):
             if self.logging_batch_wise
             else None
         )
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self._fixed_rate is not None:
+            self._fixed_rate.refresh()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self.global_step += 1
@@ -128,6 +137,8 @@ class MetricsLogger(keras.callbacks.Callback):
             self.global_step = self._step_at_begin + steps
         row = {f"epoch/{name}": value for name, value in logs.items()} if logs else {}
         row["epoch/epoch"] = epoch
+        if self._fixed_rate is not None:
+            self._fixed_rate.refresh()
         self._add_learning_rate(row, "epoch/learning_rate")
         if self._writer is not None:
             self._writer.log(row)
@@ -137,10 +148,11 @@ class MetricsLogger(keras.callbacks.Callback):
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self._close_writer()
+        self._close_fixed_rate()
 
     def _add_learning_rate(self, row: dict[str, Any], key: str) -> None:
         if self._schedule is None:
-            value = _fixed_value_or_none(self.model.optimizer)
+            value = _fixed_value_or_none(self.model.optimizer, self._fixed_rate)
             if value is not None:
                 row[key] = value
         elif self._writer is not None and isinstance(
@@ -174,6 +186,11 @@ class MetricsLogger(keras.callbacks.Callback):
             else:
                 row[key] = value
 
+    def _close_fixed_rate(self) -> None:
+        if self._fixed_rate is not None:
+            self._fixed_rate.close()
+            self._fixed_rate = None
+
     def _close_writer(self) -> None:
         if self._writer is not None:
             self._writer.close()
@@ -201,9 +218,11 @@ def _schedule_value_or_none(schedule: Any, step: int) -> float | None:
         return None
 
 
-def _fixed_value_or_none(optimizer: Any) -> float | None:
+def _fixed_value_or_none(
+    optimizer: Any, reader: FixedLearningRateReader | None = None
+) -> float | None:
     try:
-        return fixed_value(optimizer)
+        return reader.read() if reader is not None else fixed_value(optimizer)
     except Exception as error:
         _warn_once(f"MetricsLogger can't read the learning rate, so it isn't logged: {error!r}")
         return None

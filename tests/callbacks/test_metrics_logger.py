@@ -244,6 +244,30 @@ def test_learning_rate_change_by_another_callback_is_logged(spy, digits, make_mo
     assert rates == pytest.approx([0.01, 0.005])
 
 
+class Warmup(keras.callbacks.Callback):
+    """Sets the learning rate before every batch, half through the setter, half by `assign`."""
+
+    def on_train_batch_begin(self, batch, logs=None):
+        value = 0.001 * (batch + 1)
+        if batch % 2:
+            self.model.optimizer.learning_rate = value
+        else:
+            self.model.optimizer.learning_rate.assign(value)
+
+
+def test_learning_rate_set_before_every_batch_is_logged_for_every_batch(
+    run_file, offline_run, digits, make_model
+):
+    model = make_model()
+    fit(model, digits, [Warmup(), MetricsLogger(log_freq="batch")], epochs=1)
+
+    rows = rows_with(run_file(offline_run).history, "batch/batch_step")
+    expected = [0.001 * (batch + 1) for batch in range(steps_per_epoch(digits))]
+    assert [row["batch/learning_rate"] for row in rows] == pytest.approx(expected)
+    # The logger's watch on the variable's assignments ends with `fit`.
+    assert not set(vars(model.optimizer.learning_rate)) & {"assign", "assign_add", "assign_sub"}
+
+
 def test_logger_can_be_deep_copied_for_keras_tuner_trials(
     run_file, offline_run, digits, make_model
 ):
