@@ -52,10 +52,10 @@ class HttpReporter:
         retries: int = 3,
         background: bool = False,
     ):
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.trial_id = trial_id
         self.retries = retries
-        self._client = httpx.Client(base_url=base_url, headers=headers, timeout=10.0)
+        self._client = _client_for(base_url)
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
         if background:
@@ -87,9 +87,16 @@ class HttpReporter:
             return "continue"
         return self._send_heartbeat(payload)
 
-    def close(self, timeout_s: float = 60.0) -> None:
-        """Send what is still queued (waiting at most `timeout_s`), then close the connection."""
+    def close(self, timeout_s: float = 60.0, *, send_queued: bool = True) -> None:
+        """Send what is still queued (waiting at most `timeout_s`) and stop the thread.
+
+        `send_queued=False` drops the reports not sent yet (the one being sent still goes):
+        for a trial whose result is about to carry its whole history, which fills in every
+        report that never arrived, so the result need not wait for them.
+        """
         if self._thread is not None and self._queue is not None:
+            if not send_queued:
+                self._drop_queued_reports()
             self._queue.put(None)
             self._thread.join(timeout_s)
             if self._thread.is_alive():
@@ -98,7 +105,18 @@ class HttpReporter:
                     self.trial_id,
                     timeout_s,
                 )
-        self._client.close()
+
+    def _drop_queued_reports(self) -> None:
+        kept = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None and item[0] != "report":
+                kept.append(item)
+        for item in kept:
+            self._queue.put(item)
 
     def _send_queued(self) -> None:
         while True:
@@ -118,7 +136,7 @@ class HttpReporter:
         for attempt in range(self.retries):
             try:
                 response = self._client.post(
-                    f"/api/v1/trials/{self.trial_id}/reports", json=payload
+                    f"/api/v1/trials/{self.trial_id}/reports", json=payload, headers=self._headers
                 )
                 if response.status_code < 500:
                     response.raise_for_status()
@@ -134,7 +152,9 @@ class HttpReporter:
 
     def _send_heartbeat(self, payload: dict[str, Any]) -> str:
         try:
-            response = self._client.post(f"/api/v1/trials/{self.trial_id}/heartbeat", json=payload)
+            response = self._client.post(
+                f"/api/v1/trials/{self.trial_id}/heartbeat", json=payload, headers=self._headers
+            )
             if response.status_code < 400:
                 return response.json().get("action", "continue")
             log.warning(
@@ -146,6 +166,23 @@ class HttpReporter:
         except httpx.TransportError as exc:
             log.warning("could not tell the controller trial %s started: %s", self.trial_id, exc)
         return "continue"
+
+
+_CLIENTS: dict[str, httpx.Client] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _client_for(base_url: str) -> httpx.Client:
+    """One HTTP client per controller URL for the whole worker process.
+
+    Making an `httpx.Client` costs about 40 ms (it loads the CA certificates), which a warm
+    worker would otherwise pay for every trial; a shared client also keeps its connection.
+    """
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(base_url)
+        if client is None or client.is_closed:
+            client = _CLIENTS[base_url] = httpx.Client(base_url=base_url, timeout=10.0)
+        return client
 
 
 def plain_metrics(logs: dict[str, Any] | None) -> dict[str, float | None]:

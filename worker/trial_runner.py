@@ -40,6 +40,7 @@ def run_trial(spec: TrialSpec, reporter: Reporter | None = None) -> TrialResult:
         The trial's `TrialResult` ("completed" or "stopped").
     """
     own_reporter = None
+    result_has_history = False
     if reporter is None and spec.report_url:
         reporter = own_reporter = HttpReporter(
             spec.report_url,
@@ -59,10 +60,14 @@ def run_trial(spec: TrialSpec, reporter: Reporter | None = None) -> TrialResult:
             from worker.program_trial import run_program_trial
 
             return run_program_trial(spec, reporter)
-        return _run_keras_trial(spec, reporter)
+        result = _run_keras_trial(spec, reporter)
+        result_has_history = bool(result.history)
+        return result
     finally:
         if own_reporter is not None:
-            own_reporter.close()
+            # Reports still queued in the background are in the result's history, which the
+            # controller records in their place: the result need not wait for them.
+            own_reporter.close(send_queued=not result_has_history)
 
 
 def _run_keras_trial(spec: TrialSpec, reporter: Reporter | None) -> TrialResult:

@@ -21,7 +21,9 @@ class SleepingModel(keras.Model):
         self.epoch_s = epoch_s
 
     def fit(self, x=None, y=None, epochs=1, initial_epoch=0, callbacks=None, verbose=0, **kwargs):
-        callback_list = keras.callbacks.CallbackList(callbacks, model=self)
+        callback_list = keras.callbacks.CallbackList(
+            callbacks, model=self, verbose=verbose, epochs=epochs, steps=1
+        )
         self.stop_training = False
         callback_list.on_train_begin()
         history = keras.callbacks.History()

@@ -78,6 +78,40 @@ def test_background_reports_never_wait_and_arrive_in_order(tmp_path):
             assert trial.node == {"hostname": "worker-a"}
 
 
+def test_closing_without_sending_queued_drops_only_reports_not_yet_sent(tmp_path):
+    with served_controller(tmp_path) as (app, url):
+        sweep = store_sweep(_StateHolder(app), objectives=[None], trial_state="running")
+        trial_id = f"{sweep.id}-0"
+        scheduler = app.state.scheduler
+        handle_report = scheduler.handle_report
+        entered, gate = threading.Event(), threading.Event()
+        seen: list[int] = []
+
+        async def held_report(writer, report):
+            entered.set()
+            await asyncio.to_thread(gate.wait)
+            seen.append(report.step)
+            return await handle_report(writer, report)
+
+        scheduler.handle_report = held_report
+        reporter = HttpReporter(url, trial_id, background=True)
+        for step in range(1, 6):
+            reporter.report(step, {"val_accuracy": step / 10})
+        assert entered.wait(30)  # step 1 is on its way; steps 2-5 wait in the queue
+        closing = threading.Thread(target=reporter.close, kwargs={"send_queued": False})
+        closing.start()
+        # Only the end-of-queue mark is left once the queued reports are dropped.
+        assert wait_for(lambda: reporter._queue.qsize() == 1, timeout_s=30)
+        gate.set()
+        closing.join(30)
+
+        assert not closing.is_alive()
+        assert seen == [1]
+        with app.state.sessions() as session:
+            trial = session.get(Sweep, sweep.id).trials[0]
+            assert [report.step for report in trial.reports] == [1]
+
+
 def test_waiting_reporter_returns_the_controllers_answer(tmp_path):
     with served_controller(tmp_path) as (app, url):
         sweep = store_sweep(_StateHolder(app), objectives=[None], trial_state="cancelled")
