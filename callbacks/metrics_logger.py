@@ -36,6 +36,11 @@ class MetricsLogger(keras.callbacks.Callback):
     metrics (CPU, GPU, TPU, memory) come from W&B's own system monitor, which
     runs with every W&B run.
 
+    A fixed learning rate is read again only after it is assigned from Python
+    (`optimizer.learning_rate = ...`, `.assign(...)`, as `LearningRateScheduler`
+    and `ReduceLROnPlateau` do) and at each epoch's start and end: on TensorFlow a
+    read costs an eager op, too much for every batch.
+
     The learning rate is a fixed value or any Keras schedule. A schedule is
     evaluated at `initial_global_step` plus the number of batches this callback
     has seen, so it stays right when you resume with `fit(initial_epoch=...)`.
