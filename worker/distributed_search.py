@@ -425,7 +425,10 @@ def _plain(metrics: dict[str, Any]) -> dict[str, float]:
 def _tuner_trial_task(refs: list, trial, context: dict[str, Any]) -> dict[str, Any]:
     limit_gpu_memory()  # before the first GPU operation, which unpickling may cause
     tuner, (fit_args, fit_kwargs) = ray.get(refs)
-    return run_tuner_trial(tuner, trial, fit_args, fit_kwargs, context)
+    from worker.trial_runner import custom_gradients_released
+
+    with custom_gradients_released():
+        return run_tuner_trial(tuner, trial, fit_args, fit_kwargs, context)
 
 
 def run_tuner_trial(

@@ -21,10 +21,12 @@ GPU_SHARE_ENV = "KTSWEEP_GPU_MEMORY_FRACTION"
 # Of a trial's share, what its framework may take; the rest is the CUDA context's overhead.
 _USABLE_SHARE = 0.9
 # CPU trials reuse a warm worker process for this many trials, which bounds memory growth: a
-# digits trial with its offline W&B run and checkpoint leaves about 5 MB behind in its process,
-# so 64 trials grow it by about 300 MB, while each new process costs seconds of imports that
-# short trials would otherwise pay every few trials. `KTSWEEP_CPU_TRIALS_PER_PROCESS` overrides.
-CPU_TRIALS_PER_PROCESS = 64
+# digits trial with its offline W&B run and checkpoint leaves about 0.7 MB behind in its process
+# (once TensorFlow's custom-gradient registrations are released after each trial; before, 5 MB),
+# so 256 trials grow it by under 200 MB, while each new process costs seconds of imports (4-8 s
+# on a small machine) that short trials would otherwise pay every few trials.
+# `KTSWEEP_CPU_TRIALS_PER_PROCESS` overrides.
+CPU_TRIALS_PER_PROCESS = 256
 
 
 def check_resources(resources: dict[str, Any] | None) -> dict[str, Any]:
