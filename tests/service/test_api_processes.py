@@ -111,7 +111,10 @@ def test_follower_hands_submissions_and_lifecycle_to_the_leader(database_url, tm
         # The leader schedules it: the trial runs on Ray and ends.
         trial = wait_for(
             lambda: (
-                (t := follower.get(f"/api/v1/trials/{sweep_id}-0", headers=AUTH).json())["state"]
+                # Until the scheduler creates the trial, its URL answers 404 (no "state").
+                (t := follower.get(f"/api/v1/trials/{sweep_id}-0", headers=AUTH).json()).get(
+                    "state"
+                )
                 in ("completed", "failed")
                 and t
             ),

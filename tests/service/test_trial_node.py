@@ -50,8 +50,9 @@ def test_a_real_trial_records_the_ray_node_it_ran_on(tmp_path):
     with controller(f"sqlite:///{tmp_path / 'db'}", tmp_path) as api:
         sweep = api.post("/api/v1/sweeps", json=spec).json()
         trial_path = f"/api/v1/trials/{sweep['id']}-0"
+        # Until the scheduler creates the trial, its URL answers 404 (no "state").
         trial = wait_for(
-            lambda: (t := api.get(trial_path).json())["state"] in ("completed", "failed") and t,
+            lambda: (t := api.get(trial_path).json()).get("state") in ("completed", "failed") and t,
             timeout_s=300,
         )
         assert trial["state"] == "completed", trial["error"]
