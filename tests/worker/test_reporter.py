@@ -46,21 +46,32 @@ class _StateHolder:
         self.app_state = app.state
 
 
+class _HeldReports:
+    """Holds every report the controller receives until `gate` is set, then passes it on.
+
+    `entered` is set once a report is being held; `seen` lists the steps passed on, in order.
+    """
+
+    def __init__(self, scheduler) -> None:
+        self.entered, self.gate = threading.Event(), threading.Event()
+        self.seen: list[int] = []
+        handle_report = scheduler.handle_report
+
+        async def held_report(writer, report):
+            self.entered.set()
+            await asyncio.to_thread(self.gate.wait)
+            self.seen.append(report.step)
+            return await handle_report(writer, report)
+
+        scheduler.handle_report = held_report
+
+
 def test_background_reports_never_wait_and_arrive_in_order(tmp_path):
     with served_controller(tmp_path) as (app, url):
         sweep = store_sweep(_StateHolder(app), objectives=[None], trial_state="running")
         trial_id = f"{sweep.id}-0"
-        scheduler = app.state.scheduler
-        handle_report = scheduler.handle_report
-        gate = threading.Event()
-        seen: list[int] = []
-
-        async def held_report(writer, report):  # passes every report on, once the gate opens
-            await asyncio.to_thread(gate.wait)
-            seen.append(report.step)
-            return await handle_report(writer, report)
-
-        scheduler.handle_report = held_report
+        held = _HeldReports(app.state.scheduler)
+        gate, seen = held.gate, held.seen
         reporter = HttpReporter(url, trial_id, background=True)
         reporter.started({"hostname": "worker-a"})
         answers = [reporter.report(step, {"val_accuracy": step / 10}) for step in range(1, 11)]
@@ -82,18 +93,8 @@ def test_closing_without_sending_queued_drops_only_reports_not_yet_sent(tmp_path
     with served_controller(tmp_path) as (app, url):
         sweep = store_sweep(_StateHolder(app), objectives=[None], trial_state="running")
         trial_id = f"{sweep.id}-0"
-        scheduler = app.state.scheduler
-        handle_report = scheduler.handle_report
-        entered, gate = threading.Event(), threading.Event()
-        seen: list[int] = []
-
-        async def held_report(writer, report):
-            entered.set()
-            await asyncio.to_thread(gate.wait)
-            seen.append(report.step)
-            return await handle_report(writer, report)
-
-        scheduler.handle_report = held_report
+        held = _HeldReports(app.state.scheduler)
+        entered, gate, seen = held.entered, held.gate, held.seen
         reporter = HttpReporter(url, trial_id, background=True)
         for step in range(1, 6):
             reporter.report(step, {"val_accuracy": step / 10})
