@@ -92,6 +92,7 @@ def create_app(
     async def lifespan(app: FastAPI):
         scheduler.start()
         scheduler.learn_report_rules()
+        await connections.open(warm_up=store.warm_up_reads)
         # Everything loaded so far (TensorFlow, Ray, ...) lives as long as the process; left
         # to the collector, each full collection walks it all and stalls every request.
         gc.freeze()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -83,6 +84,7 @@ class AsyncConnections:
         self.engine = engine
         self._engine: AsyncEngine | None = None
         self._sql: dict[Executable, tuple[str, dict[str, Any]]] = {}
+        self.pool_size = pool_size
         if engine.dialect.name == "postgresql":
             self._engine = create_async_engine(
                 engine.url,
@@ -92,6 +94,26 @@ class AsyncConnections:
                 pool_reset_on_return=None,  # autocommit: no transaction is ever left open
                 **_JSON_CODEC,
             )
+
+    async def open(self, warm_up: Callable[..., Awaitable[Any]] | None = None) -> None:
+        """Open every pooled connection now (PostgreSQL), before requests come, and run
+        `await warm_up(fetch)` on each (the hot reads, say: a new server process first loads
+        the tables' catalog entries and plans each statement). Left to the first burst of
+        requests, that work for `pool_size` connections at once stalls them all for hundreds
+        of milliseconds."""
+        if self._engine is None:
+            return
+        pooled = await asyncio.gather(
+            *(self._engine.raw_connection() for _ in range(self.pool_size))
+        )
+        try:
+            if warm_up is not None:
+                await asyncio.gather(
+                    *(warm_up(self._fetcher(each.driver_connection)) for each in pooled)
+                )
+        finally:
+            for each in pooled:
+                await greenlet_spawn(each.close)
 
     async def read(self, work: Callable[..., Awaitable[T]], *args: Any) -> T:
         """`await work(fetch, *args)`: `await fetch(statement, params)` runs one prebuilt
@@ -128,15 +150,8 @@ class AsyncConnections:
     async def _read_on(self, work: Callable[..., Awaitable[T]], args: tuple) -> T:
         pooled = await self._engine.raw_connection()
         connection = pooled.driver_connection
-
-        async def fetch(statement: Executable, params: dict[str, Any]) -> list[tuple]:
-            sql, defaults = self._compiled(statement)
-            async with connection.cursor() as cursor:
-                await cursor.execute(sql, {**defaults, **params})
-                return await cursor.fetchall()
-
         try:
-            return await work(fetch, *args)
+            return await work(self._fetcher(connection), *args)
         except psycopg.OperationalError as exc:
             if connection.broken:
                 exc.connection_broken = True
@@ -146,6 +161,17 @@ class AsyncConnections:
             raise
         finally:
             await greenlet_spawn(pooled.close)
+
+    def _fetcher(self, connection: psycopg.AsyncConnection):
+        """`fetch(statement, params)` on one connection: its rows as tuples."""
+
+        async def fetch(statement: Executable, params: dict[str, Any]) -> list[tuple]:
+            sql, defaults = self._compiled(statement)
+            async with connection.cursor() as cursor:
+                await cursor.execute(sql, {**defaults, **params})
+                return await cursor.fetchall()
+
+        return fetch
 
     def _compiled(self, statement: Executable) -> tuple[str, dict[str, Any]]:
         compiled = self._sql.get(statement)

@@ -94,6 +94,12 @@ class Scheduler:
         self._methods_lock = threading.Lock()
         # Per sweep: whether its method has an early-termination rule (a spec never changes).
         self._decides_on_reports: dict[str, bool] = {}
+        # Per sweep, for the scheduling thread: parsed specs, finished trials (which never
+        # change) by number, and the numbers of the trials not finished at the last pass.
+        self._specs: dict[str, SweepSpec] = {}
+        self._finished: dict[str, dict[int, TrialRecord]] = {}
+        self._unfinished: dict[str, set[int]] = {}
+        self._silent_checked_at = 0.0
 
     def start(self) -> None:
         self.executor.start()
@@ -130,7 +136,10 @@ class Scheduler:
             if self._stopping.is_set():
                 break
             try:
-                self.declare_silent_trials_lost()
+                # At most once per `check_every`, not on every wake: it costs a query.
+                if time.monotonic() - self._silent_checked_at >= check_every:
+                    self._silent_checked_at = time.monotonic()
+                    self.declare_silent_trials_lost()
                 self.schedule_pending_trials()
             except Exception:
                 log.exception("scheduling pass failed")
@@ -210,6 +219,8 @@ class Scheduler:
             sweep_ids = session.scalars(
                 select(Sweep.id).where(Sweep.state == SweepState.RUNNING.value)
             ).all()
+        for gone in self._finished.keys() - set(sweep_ids):  # ended, paused or cancelled
+            self._forget_sweep(gone, keep_method=True)
         for sweep_id in sweep_ids:
             with self.sessions() as session:
                 # Locked (where the database can) so a concurrent cancel or pause waits for us.
@@ -220,24 +231,23 @@ class Scheduler:
                     self._fill_sweep(session, sweep)
 
     def _fill_sweep(self, session: Session, sweep: Sweep) -> None:
-        spec = store.sweep_spec(sweep)
+        """Start trials in the sweep's free slots; finish the sweep when it is done."""
+        spec = self._spec_of(sweep)
         method = self.method_for(sweep, spec)
-        trials = list(
-            session.scalars(select(Trial).where(Trial.sweep_id == sweep.id).order_by(Trial.number))
-        )
+        trials = self._sweep_trials(session, sweep.id)
         active = sum(trial.state in ACTIVE_TRIAL_STATES for trial in trials)
         run_cap = spec.run_cap if spec.run_cap is not None else float("inf")
         out_of_trials = target_reached(spec, trials)
         while not out_of_trials and active < spec.parallelism and len(trials) < run_cap:
-            records = [trial_record(trial) for trial in trials]
-            suggestion = method.suggest(len(trials), records)
+            suggestion = method.suggest(len(trials), trials)
             if suggestion is None:
-                out_of_trials = not method.is_waiting(records)
+                out_of_trials = not method.is_waiting(trials)
                 break
             if not isinstance(suggestion, Suggestion):
                 suggestion = Suggestion(hyperparameters=suggestion)
-            trial = self._create_trial(session, sweep, len(trials), suggestion, trials)
-            trials.append(trial)
+            trial = self._create_trial(session, sweep, len(trials), suggestion)
+            trials.append(trial_record(trial))
+            self._unfinished.setdefault(sweep.id, set()).add(trial.number)
             active += 1
             self._launch(session, sweep, spec, trial)
             freed_at = self._slot_freed_at.pop(sweep.id, None)
@@ -246,20 +256,79 @@ class Scheduler:
         if active == 0 and (out_of_trials or len(trials) >= run_cap):
             self._finish_sweep(session, sweep, trials)
 
+    def _sweep_trials(self, session: Session, sweep_id: str) -> list[TrialRecord]:
+        """Every trial of the sweep by number, as `suggest` sees them (without histories).
+
+        A finished trial never changes, so each is read once and kept: a scheduling pass reads
+        only the trials still pending or running, and those that ended since the last pass,
+        whatever the number of trials in the sweep. A count checks what is kept against the
+        database; the finished trials are read again if they disagree.
+        """
+        finished = self._finished.setdefault(sweep_id, {})
+        unfinished = session.execute(
+            select(*_RECORD_COLUMNS).where(
+                Trial.sweep_id == sweep_id, Trial.state.in_(ACTIVE_TRIAL_STATES)
+            )
+        ).all()
+        still = {row.number for row in unfinished}
+        ended = self._unfinished.get(sweep_id, set()) - still - finished.keys()
+        if ended:
+            for row in session.execute(
+                select(*_RECORD_COLUMNS).where(
+                    Trial.sweep_id == sweep_id, Trial.number.in_(sorted(ended))
+                )
+            ):
+                if row.state not in ACTIVE_TRIAL_STATES:
+                    finished[row.number] = _record_of_row(row)
+        total = session.scalar(
+            select(func.count()).select_from(Trial).where(Trial.sweep_id == sweep_id)
+        )
+        if len(finished.keys() - still) + len(still) != total:
+            finished.clear()
+            for row in session.execute(
+                select(*_RECORD_COLUMNS).where(
+                    Trial.sweep_id == sweep_id, Trial.state.not_in(ACTIVE_TRIAL_STATES)
+                )
+            ):
+                finished[row.number] = _record_of_row(row)
+        self._unfinished[sweep_id] = still
+        records = [record for number, record in finished.items() if number not in still]
+        records.extend(_record_of_row(row) for row in unfinished)
+        records.sort(key=lambda record: record.number)
+        return records
+
+    def _spec_of(self, sweep: Sweep) -> SweepSpec:
+        """The sweep's parsed spec (parsed once: a spec never changes)."""
+        spec = self._specs.get(sweep.id)
+        if spec is None:
+            spec = self._specs[sweep.id] = store.sweep_spec(sweep)
+        return spec
+
+    def _forget_sweep(self, sweep_id: str, keep_method: bool = False) -> None:
+        """Drop what the scheduling thread keeps of a sweep that starts no more trials now
+        (`keep_method`: a paused sweep's method goes on learning from its running trials)."""
+        if not keep_method:
+            with self._methods_lock:
+                self._methods.pop(sweep_id, None)
+        self._specs.pop(sweep_id, None)
+        self._finished.pop(sweep_id, None)
+        self._unfinished.pop(sweep_id, None)
+
     def _create_trial(
         self,
         session: Session,
         sweep: Sweep,
         number: int,
         suggestion: Suggestion,
-        trials: list[Trial],
     ) -> Trial:
         fit: dict[str, Any] = {}
         if suggestion.epochs is not None:
             fit["epochs"] = suggestion.epochs
         if suggestion.initial_epoch is not None:
             fit["initial_epoch"] = suggestion.initial_epoch
-        parent = trials[suggestion.parent] if suggestion.parent is not None else None
+        parent = None
+        if suggestion.parent is not None:
+            parent = store.get_trial(session, f"{sweep.id}-{suggestion.parent}")
         parent_checkpoint = None
         if parent is not None:
             # A continuation starts from where its parent stopped: its latest-epoch checkpoint.
@@ -275,9 +344,10 @@ class Scheduler:
             fit=fit or None,
             parent_id=parent.id if parent is not None else None,
             checkpoint=parent_checkpoint,
+            epochs=0,
+            attempts=0,
         )
-        session.add(trial)
-        session.commit()
+        session.add(trial)  # committed with its launch
         return trial
 
     def trial_spec(
@@ -500,7 +570,7 @@ class Scheduler:
 
     def _on_trial_done(self, trial_id: str, result: TrialResult, attempt: int) -> None:
         with self.sessions() as session:
-            trial = store.get_trial(session, trial_id)
+            trial = store.locked_trial(session, trial_id)
             if trial.attempts != attempt or trial.state not in ACTIVE_TRIAL_STATES + (
                 TrialState.CANCELLED.value,
             ):
@@ -513,10 +583,13 @@ class Scheduler:
             return
         if result.state == LOST:
             result.state = TrialState.FAILED.value
-        trial = store.record_trial_result(session, trial.id, result.to_dict())
-        history = store.trial_history(session, trial)
-        if trial.sweep.state == SweepState.RUNNING.value:
-            self.method_for(trial.sweep).observe(trial_record(trial, history))
+        spec = self._specs.get(trial.sweep_id)
+        metric = (spec.metric.name if spec.metric else "") if spec is not None else None
+        trial, history = store.record_trial_result(session, trial.id, result.to_dict(), metric)
+        sweep_state = session.scalar(select(Sweep.state).where(Sweep.id == trial.sweep_id))
+        if sweep_state == SweepState.RUNNING.value:
+            method = self._methods.get(trial.sweep_id) or self.method_for(trial.sweep)
+            method.observe(trial_record(trial, history))
         log.info("trial %s ended: %s", trial.id, trial.state, extra=ids)
         self._slot_freed_at.setdefault(trial.sweep_id, time.monotonic())
         self.notify()
@@ -542,7 +615,7 @@ class Scheduler:
         self._launch(session, trial.sweep, spec, trial, resume=True)
         return True
 
-    def _finish_sweep(self, session: Session, sweep: Sweep, trials: list[Trial]) -> None:
+    def _finish_sweep(self, session: Session, sweep: Sweep, trials: list[TrialRecord]) -> None:
         succeeded = any(
             trial.state in (TrialState.COMPLETED.value, TrialState.STOPPED.value)
             for trial in trials
@@ -558,8 +631,7 @@ class Scheduler:
         session.commit()
         if not finished:
             return
-        with self._methods_lock:
-            self._methods.pop(sweep.id, None)
+        self._forget_sweep(sweep.id)
         log.info(
             "sweep %s %s after %d trials",
             sweep.id,
@@ -575,7 +647,7 @@ def may_stop_trials(method: SearchMethod) -> bool:
     return overrides_stop or getattr(method, "stopping_rule", None) is not None
 
 
-def target_reached(spec: SweepSpec, trials: list[Trial]) -> bool:
+def target_reached(spec: SweepSpec, trials: list[TrialRecord]) -> bool:
     """Whether a trial has reached `metric.target` (the sweep then starts no more trials)."""
     if spec.metric is None or spec.metric.target is None:
         return False
@@ -600,6 +672,31 @@ def trial_record(trial: Trial, history: list[dict[str, Any]] | None = None) -> T
         history=history or [],
         parent=int(trial.parent_id.rsplit("-", 1)[1]) if trial.parent_id else None,
         finished_at=trial.finished_at,
+    )
+
+
+# What `suggest` sees of a trial, read as plain rows: no ORM objects per scheduling pass.
+_RECORD_COLUMNS = (
+    Trial.number,
+    Trial.hyperparameters,
+    Trial.state,
+    Trial.objective,
+    Trial.epochs,
+    Trial.parent_id,
+    Trial.finished_at,
+)
+
+
+def _record_of_row(row) -> TrialRecord:
+    number, hyperparameters, state, objective, epochs, parent_id, finished_at = row
+    return TrialRecord(
+        number=number,
+        hyperparameters=hyperparameters,
+        state=state,
+        objective=objective,
+        epochs=epochs,
+        parent=int(parent_id.rsplit("-", 1)[1]) if parent_id else None,
+        finished_at=finished_at,
     )
 
 

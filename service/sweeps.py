@@ -537,6 +537,12 @@ def record_heartbeat(session: Session, trial_id: str, node: dict[str, Any] | Non
     return "continue"
 
 
+def locked_trial(session: Session, trial_id: str) -> Trial:
+    """The trial row, locked until commit where the database supports row locks; raises
+    `NotFoundError` when there is none."""
+    return _locked_trial(session, trial_id)
+
+
 def _locked_trial(session: Session, trial_id: str) -> Trial:
     """The trial row, locked until commit where the database supports row locks."""
     trial = session.scalars(select(Trial).where(Trial.id == trial_id).with_for_update()).first()
@@ -581,25 +587,47 @@ def change_sweep_state(session: Session, sweep_id: str, action: str) -> Sweep:
     return sweep
 
 
-def record_trial_result(session: Session, trial_id: str, result: dict[str, Any]) -> Trial:
-    """Store how a trial ended, filling in any per-step report that never arrived."""
+def record_trial_result(
+    session: Session, trial_id: str, result: dict[str, Any], metric: str | None = None
+) -> tuple[Trial, list[dict[str, Any]]]:
+    """Store how a trial ended, filling in any per-step report that never arrived.
+
+    Args:
+        session: The session; committed here.
+        trial_id: The trial.
+        result: `TrialResult.to_dict()`.
+        metric: The sweep's metric name, when the caller knows it (else read from the sweep).
+
+    Returns:
+        The trial, and its whole history by step (`{"step", "metrics"}`).
+    """
     trial = _locked_trial(session, trial_id)
-    known_steps = {
-        step
-        for (step,) in session.execute(
-            select(TrialReport.step).where(TrialReport.trial_id == trial_id)
-        )
+    steps = dict(
+        session.execute(
+            select(TrialReport.step, TrialReport.metrics).where(TrialReport.trial_id == trial_id)
+        ).all()
+    )
+    missing = {
+        entry["step"]: entry["metrics"]
+        for entry in result.get("history") or []
+        if entry["step"] not in steps
     }
-    for entry in result.get("history") or []:
-        if entry["step"] not in known_steps:
-            session.add(
-                TrialReport(trial_id=trial_id, step=entry["step"], metrics=entry["metrics"])
-            )
+    if missing:
+        session.execute(
+            TrialReport.__table__.insert(),
+            [
+                {"trial_id": trial_id, "step": step, "metrics": metrics}
+                for step, metrics in missing.items()
+            ],
+        )
+        steps.update(missing)
     if trial.state != TrialState.CANCELLED.value:
         trial.state = result["state"]
     if result.get("metrics"):
         trial.metrics = result["metrics"]
-        trial.objective = _objective(result["metrics"], metric_goal(trial.sweep)[0])
+        if metric is None:
+            metric = metric_goal(trial.sweep)[0]
+        trial.objective = _objective(result["metrics"], metric)
     trial.epochs = max(trial.epochs, result.get("epochs") or 0)
     trial.wandb = result.get("wandb")
     trial.checkpoint = result.get("checkpoint") or trial.checkpoint
@@ -607,7 +635,8 @@ def record_trial_result(session: Session, trial_id: str, result: dict[str, Any])
     trial.node = result.get("node") or trial.node
     trial.finished_at = utcnow()
     session.commit()
-    return trial
+    history = [{"step": step, "metrics": steps[step]} for step in sorted(steps)]
+    return trial, history
 
 
 # What the API shows of a trial (TrialOut), read as plain rows: no ORM objects on hot paths.
@@ -655,6 +684,18 @@ async def read_trial(fetch: Fetch, trial_id: str) -> tuple[dict[str, Any], Seque
         raise _trial_not_found(trial_id)
     history = await fetch(_READ_HISTORY, {"trial_id": trial_id})
     return dict(zip(_TRIAL_OUT_KEYS, rows[0], strict=True)), history
+
+
+async def warm_up_reads(fetch: Fetch) -> None:
+    """Run each hot read once, finding nothing, so the database has planned them all (see
+    `AsyncConnections.open`)."""
+    none = {"trial_id": "", "sweep_id": ""}
+    await fetch(_READ_TRIAL, none)
+    await fetch(_READ_HISTORY, none)
+    await fetch(_READ_SPEC, none)
+    for maximize in (False, True):
+        await fetch(_trial_page_query(False, "metric", maximize, None), {**none, "limit": 1})
+    await fetch(_trial_page_query(False, "number", False, None), {**none, "limit": 1})
 
 
 async def list_trials(

@@ -237,7 +237,8 @@ def start_wandb_run(
         mode=mode,
         dir=directory,
         reinit="finish_previous",
-        settings=wandb.Settings(silent=True, console="off"),
+        # A disabled run records nothing: skip the `git` call that finds the repository.
+        settings=wandb.Settings(silent=True, console="off", disable_git=mode == "disabled"),
     )
 
 
