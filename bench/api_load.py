@@ -2,9 +2,12 @@
 
 Seeds a sweep of `--trials` running trials in a fresh PostgreSQL database (timing the per-trial
 write cost from the first trial to the last), starts `ktsweep serve` on it, then runs
-`--clients` concurrent clients for `--duration` seconds: half their requests are worker reports
-(`POST /trials/{id}/reports`), a quarter trial details, a quarter trial lists. Prints latency
-percentiles per endpoint, errors (by status), and reports accepted per second.
+`--clients` concurrent clients: half their requests are worker reports
+(`POST /trials/{id}/reports`), a quarter trial details, a quarter trial lists. The first
+`--warmup` seconds of load (each new database server process loading its catalog and each
+API process its first requests' code paths) are left out of the latencies, which are those of
+the next `--duration` seconds; errors count over both. Prints latency percentiles per
+endpoint (and of the warm-up), errors (by status), and reports accepted per second.
 
 The trials' spec asks for a TPU, which this machine lacks: the controller relaunches the seeded
 running trials on its local Ray at start (as after a restart), and they wait in Ray's queue as
@@ -126,7 +129,7 @@ async def client_loop(port, sweep_id, trials, deadline, results, errors, seed_va
             start = time.perf_counter()
             writer.write(request)
             status, payload = await read_response(reader)
-            results.append((kind, (time.perf_counter() - start) * 1000, status < 400))
+            results.append((kind, (time.perf_counter() - start) * 1000, status < 400, start))
             if status >= 400:
                 errors[(kind, status, payload[:200].decode(errors="replace"))] += 1
     except (OSError, asyncio.IncompleteReadError) as exc:
@@ -156,7 +159,13 @@ def main() -> None:
     parser.add_argument("--admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--duration", type=float, default=60)
+    parser.add_argument("--duration", type=float, default=60, help="measured seconds")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=5,
+        help="seconds of load before the measured ones, left out of the latencies (default 5)",
+    )
     parser.add_argument(
         "--processes", type=int, default=2, help="`ktsweep serve --processes` (default 2)"
     )
@@ -214,9 +223,9 @@ def main() -> None:
                 raise RuntimeError("the controller did not become ready")
             time.sleep(0.2)
 
-        results: list[tuple[str, float, bool]] = []
+        results: list[tuple[str, float, bool, float]] = []
         errors: collections.Counter = collections.Counter()
-        end = time.monotonic() + args.duration
+        end = time.monotonic() + args.warmup + args.duration
 
         async def run_clients():
             await asyncio.gather(
@@ -226,9 +235,10 @@ def main() -> None:
                 )
             )
 
+        measured_from = time.perf_counter() + args.warmup
         started = time.monotonic()
         asyncio.run(run_clients())
-        elapsed = time.monotonic() - started
+        elapsed = time.monotonic() - started - args.warmup
     finally:
         if server is not None:
             server.terminate()
@@ -238,8 +248,9 @@ def main() -> None:
         admin.dispose()
 
     print(
-        f"{args.trials} trials in PostgreSQL, {args.clients} clients, {elapsed:.0f} s, "
-        f"{args.processes} API process(es), access log {'on' if args.access_log else 'off'}"
+        f"{args.trials} trials in PostgreSQL, {args.clients} clients, {elapsed:.0f} s measured "
+        f"after {args.warmup:g} s of warm-up, {args.processes} API process(es), access log "
+        f"{'on' if args.access_log else 'off'}"
     )
     print(
         "write cost per trial, ms, by tenth of the trials: " + " ".join(f"{c:.2f}" for c in costs)
@@ -249,16 +260,23 @@ def main() -> None:
         f"(ratio {costs[-1] / costs[0]:.2f})"
     )
     broken = sum(count for (kind, _, _), count in errors.items() if kind == "connection")
-    failed = sum(not ok for _, _, ok in results) + broken
+    failed = sum(not ok for _, _, ok, _ in results) + broken  # warm-up included
+    warmup = [ms for _, ms, _, at in results if at < measured_from]
+    results = [result for result in results if result[3] >= measured_from]
+    if warmup:
+        print(
+            f"warm-up (not measured) n={len(warmup)}  p50 {percentile(warmup, 50):.1f} ms  "
+            f"p99 {percentile(warmup, 99):.1f} ms"
+        )
     for kind in ("report", "detail", "list"):
-        latencies = [ms for k, ms, _ in results if k == kind]
+        latencies = [ms for k, ms, _, _ in results if k == kind]
         if latencies:
             print(
                 f"{kind:7s} n={len(latencies):6d}  p50 {percentile(latencies, 50):7.1f} ms  "
                 f"p99 {percentile(latencies, 99):7.1f} ms"
             )
-    everything = [ms for _, ms, _ in results]
-    reports_ok = sum(1 for k, _, ok in results if k == "report" and ok)
+    everything = [ms for _, ms, _, _ in results]
+    reports_ok = sum(1 for k, _, ok, _ in results if k == "report" and ok)
     print(
         f"all     n={len(everything):6d}  p99 {percentile(everything, 99):7.1f} ms  errors {failed}"
     )

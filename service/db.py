@@ -168,7 +168,7 @@ class AsyncConnections:
         async def fetch(statement: Executable, params: dict[str, Any]) -> list[tuple]:
             sql, defaults = self._compiled(statement)
             async with connection.cursor() as cursor:
-                await cursor.execute(sql, {**defaults, **params})
+                await cursor.execute(sql, {**defaults, **params}, prepare=True)
                 return await cursor.fetchall()
 
         return fetch

@@ -55,6 +55,7 @@ class HttpReporter:
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.trial_id = trial_id
         self.retries = retries
+        self.background = background
         self._client = _client_for(base_url)
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
@@ -227,6 +228,11 @@ class ReportingCallback(keras.callbacks.Callback):
         metrics = plain_metrics(logs)
         self.history.append({"step": step, "metrics": metrics})
         if self.reporter is None:
+            return
+        epochs = (self.params or {}).get("epochs")
+        if getattr(self.reporter, "background", False) and epochs and step >= epochs:
+            # The last epoch's report would only arrive with the trial's result, which carries
+            # the whole history (and if the worker dies first, its checkpoint's record does).
             return
         checkpoint = None
         if self.last_checkpoint is not None and self.last_checkpoint.epoch == step:

@@ -137,3 +137,44 @@ def test_workers_wait_for_answers_only_where_a_rule_can_stop_them(tmp_path):
             session.commit()
             assert scheduler._reports_need_answers(session.get(Sweep, plain.id)) is False
             assert scheduler._reports_need_answers(ruled) is True
+
+
+def _fit_with_reports(reporter, epochs: int):
+    """A real Keras fit on a slice of sklearn's digits with a `ReportingCallback`."""
+    import keras
+    from sklearn.datasets import load_digits
+
+    from worker.reporter import ReportingCallback
+
+    x, y = load_digits(return_X_y=True)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    reporting = ReportingCallback(reporter)
+    model.fit(x[:200] / 16.0, y[:200], epochs=epochs, verbose=0, callbacks=[reporting])
+    return reporting
+
+
+def test_background_reporting_leaves_the_last_epoch_to_the_result(tmp_path):
+    with served_controller(tmp_path) as (app, url):
+        holder = _StateHolder(app)
+        background_trial = f"{store_sweep(holder, objectives=[None], trial_state='running').id}-0"
+        waiting_trial = f"{store_sweep(holder, objectives=[None], trial_state='running').id}-0"
+
+        reporter = HttpReporter(url, background_trial, background=True)
+        reporting = _fit_with_reports(reporter, epochs=3)
+        reporter.close()
+        waiting = HttpReporter(url, waiting_trial)
+        _fit_with_reports(waiting, epochs=3)
+        waiting.close()
+
+        # Every epoch is in the history the trial's result carries ...
+        assert [entry["step"] for entry in reporting.history] == [1, 2, 3]
+        with app.state.sessions() as session:
+            from service.models import Trial
+
+            sent = [report.step for report in session.get(Trial, background_trial).reports]
+            answered = [report.step for report in session.get(Trial, waiting_trial).reports]
+        # ... but a background reporter does not send the last one, which would only arrive
+        # beside the result; a reporter that waits for answers sends every epoch.
+        assert sent == [1, 2]
+        assert answered == [1, 2, 3]
