@@ -349,7 +349,11 @@ def sync(
             console.print(f"[yellow]{trial['id']}: run folder not on this machine; skipped.[/]")
             failures += 1
             continue
-        done = subprocess.run(shlex.split(command), capture_output=True, text=True)
+        # The same `wandb sync`, by this interpreter: `wandb` need not be on PATH.
+        argv = shlex.split(command)
+        if argv[:2] == ["wandb", "sync"]:
+            argv = [sys.executable, "-m", "wandb", *argv[1:]]
+        done = subprocess.run(argv, capture_output=True, text=True)
         if done.returncode == 0:
             console.print(f"{trial['id']}: uploaded")
         else:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -9,6 +13,7 @@ import pytest
 import yaml
 
 from service.client import ApiError
+from tests.e2e.wandb_endpoint import WandbEndpoint
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "digits" / "sweep.yaml"
@@ -73,6 +78,52 @@ def test_sweep_never_ran_more_than_parallelism_trials_at_once(finished_digits_sw
         running += change
         peak = max(peak, running)
     assert peak <= 2
+
+
+def _sync(server, sweep_id: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", "sync", sweep_id, "--url", server["url"], *args],
+        cwd=REPO,
+        env={**os.environ, "COLUMNS": "200", **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_sync_uploads_every_offline_run_to_the_configured_wandb_server(
+    finished_digits_sweep, server
+):
+    sweep, trials = finished_digits_sweep
+    dry = _sync(server, sweep["id"], "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert dry.stdout.count("wandb sync ") == len(trials)
+
+    with WandbEndpoint() as wandb_server:
+        done = _sync(
+            server,
+            sweep["id"],
+            WANDB_BASE_URL=wandb_server.url,
+            WANDB_API_KEY="local-" + "k" * 40,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.count(": uploaded") == len(trials)
+        created = {variables["name"] for variables in wandb_server.graphql("UpsertBucket")}
+        for trial in trials:
+            run_id = trial["wandb"]["run_id"]
+            assert run_id in created
+            # The run's logged epochs reached the server, the trial's last value among them.
+            rows = [
+                json.loads(line)
+                for body in wandb_server.streamed(run_id)
+                for line in body["files"].get("wandb-history.jsonl", {}).get("content", [])
+            ]
+            logged = [row["epoch/val_accuracy"] for row in rows if "epoch/val_accuracy" in row]
+            assert len(logged) == 5
+            assert logged[-1] == pytest.approx(trial["metrics"]["val_accuracy"], rel=1e-5)
+            # And so did its checkpoints, as the run's model artifact.
+            models = wandb_server.uploaded(f"artifacts/run_{run_id}_model")
+            assert any(path.endswith(".keras") and size > 0 for path, size in models.items())
 
 
 def test_unknown_top_level_field_is_rejected_and_nothing_stored(client, server):
