@@ -583,8 +583,8 @@ class Scheduler:
             return
         if result.state == LOST:
             result.state = TrialState.FAILED.value
-        spec = self._specs.get(trial.sweep_id)
-        metric = (spec.metric.name if spec.metric else "") if spec is not None else None
+        spec = self._specs.get(trial.sweep_id) or store.sweep_spec(trial.sweep)
+        metric = spec.metric.name if spec.metric else None
         trial, history = store.record_trial_result(session, trial.id, result.to_dict(), metric)
         sweep_state = session.scalar(select(Sweep.state).where(Sweep.id == trial.sweep_id))
         if sweep_state == SweepState.RUNNING.value:

@@ -194,7 +194,7 @@ def record_report(
     checkpoint: str | None = None,
 ) -> str:
     """Store one step's metrics for a running trial; returns "continue" or "stop"."""
-    trial = _locked_trial(session, trial_id)
+    trial = locked_trial(session, trial_id)
     if trial.state in (TrialState.CANCELLED.value, TrialState.STOPPED.value):
         return "stop"
     if trial.state not in ACTIVE_TRIAL_STATES:
@@ -525,7 +525,7 @@ def _trial_not_found(trial_id: str) -> NotFoundError:
 def record_heartbeat(session: Session, trial_id: str, node: dict[str, Any] | None = None) -> str:
     """Note that a trial's worker is alive, and on which node when it says; returns "continue"
     or "stop" as for reports."""
-    trial = _locked_trial(session, trial_id)
+    trial = locked_trial(session, trial_id)
     if trial.state in (TrialState.CANCELLED.value, TrialState.STOPPED.value):
         return "stop"
     if trial.state not in ACTIVE_TRIAL_STATES:
@@ -540,11 +540,6 @@ def record_heartbeat(session: Session, trial_id: str, node: dict[str, Any] | Non
 def locked_trial(session: Session, trial_id: str) -> Trial:
     """The trial row, locked until commit where the database supports row locks; raises
     `NotFoundError` when there is none."""
-    return _locked_trial(session, trial_id)
-
-
-def _locked_trial(session: Session, trial_id: str) -> Trial:
-    """The trial row, locked until commit where the database supports row locks."""
     trial = session.scalars(select(Trial).where(Trial.id == trial_id).with_for_update()).first()
     if trial is None:
         return get_trial(session, trial_id)  # raises NotFoundError with its hint
@@ -601,7 +596,7 @@ def record_trial_result(
     Returns:
         The trial, and its whole history by step (`{"step", "metrics"}`).
     """
-    trial = _locked_trial(session, trial_id)
+    trial = locked_trial(session, trial_id)
     steps = dict(
         session.execute(
             select(TrialReport.step, TrialReport.metrics).where(TrialReport.trial_id == trial_id)
