@@ -296,7 +296,10 @@ function trialsCard(sweep) {
     { key: "wandb", label: "W&B run", sortable: false },
   ];
   const column = columns.find((c) => c.key === view.sort.key) || columns[0];
-  const sorted = [...view.trials].sort((a, b) => compare(column.value(a), column.value(b), view.sort.descending));
+  // Ties (two trials at the same metric, say) keep trial order in both directions.
+  const sorted = [...view.trials].sort(
+    (a, b) => compare(column.value(a), column.value(b), view.sort.descending) || a.number - b.number,
+  );
   const head = el(
     "tr",
     {},
