@@ -43,7 +43,7 @@ import uuid
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from service.db import make_engine, make_sessions, migrate
 from service.models import Sweep, Trial
@@ -101,6 +101,10 @@ async def client_loop(port, sweep_id, trials, deadline, results, errors, seed_va
     steps: dict[int, int] = {}
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
+        # Which API process holds this connection (the kernel places connections).
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        _, payload = await read_response(reader)
+        pid = json.loads(payload)["pid"]
         while time.monotonic() < deadline:
             number = rng.randrange(trials)
             roll = rng.random()
@@ -129,7 +133,7 @@ async def client_loop(port, sweep_id, trials, deadline, results, errors, seed_va
             start = time.perf_counter()
             writer.write(request)
             status, payload = await read_response(reader)
-            results.append((kind, (time.perf_counter() - start) * 1000, status < 400, start))
+            results.append((kind, (time.perf_counter() - start) * 1000, status < 400, start, pid))
             if status >= 400:
                 errors[(kind, status, payload[:200].decode(errors="replace"))] += 1
     except (OSError, asyncio.IncompleteReadError) as exc:
@@ -172,13 +176,18 @@ def main() -> None:
     parser.add_argument(
         "--access-log", action="store_true", help="keep uvicorn's access log on (default off)"
     )
+    parser.add_argument(
+        "--latencies",
+        type=Path,
+        help="also write every request (kind, ms, ok, start, API process id) to this CSV file",
+    )
     args = parser.parse_args()
 
     name = f"ktsweep_bench_{uuid.uuid4().hex[:8]}"
     admin = create_engine(args.admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
-    database_url = args.admin_url.rsplit("/", 1)[0] + f"/{name}"
+    database_url = make_url(args.admin_url).set(database=name).render_as_string(hide_password=False)
     workdir = Path(tempfile.mkdtemp(prefix="ktsweep-api-load-"))
     server = None
     try:
@@ -223,7 +232,7 @@ def main() -> None:
                 raise RuntimeError("the controller did not become ready")
             time.sleep(0.2)
 
-        results: list[tuple[str, float, bool, float]] = []
+        results: list[tuple[str, float, bool, float, int]] = []
         errors: collections.Counter = collections.Counter()
         end = time.monotonic() + args.warmup + args.duration
 
@@ -260,28 +269,44 @@ def main() -> None:
         f"(ratio {costs[-1] / costs[0]:.2f})"
     )
     broken = sum(count for (kind, _, _), count in errors.items() if kind == "connection")
-    failed = sum(not ok for _, _, ok, _ in results) + broken  # warm-up included
-    warmup = [ms for _, ms, _, at in results if at < measured_from]
+    failed = sum(not ok for _, _, ok, _, _ in results) + broken  # warm-up included
+    warmup = [ms for _, ms, _, at, _ in results if at < measured_from]
     results = [result for result in results if result[3] >= measured_from]
+    if args.latencies:
+        with args.latencies.open("w") as out:
+            out.write("kind,ms,ok,start,pid\n")
+            for kind, ms, ok, at, pid in results:
+                out.write(f"{kind},{ms:.3f},{int(ok)},{at - measured_from:.4f},{pid}\n")
     if warmup:
         print(
             f"warm-up (not measured) n={len(warmup)}  p50 {percentile(warmup, 50):.1f} ms  "
             f"p99 {percentile(warmup, 99):.1f} ms"
         )
     for kind in ("report", "detail", "list"):
-        latencies = [ms for k, ms, _, _ in results if k == kind]
+        latencies = [ms for k, ms, _, _, _ in results if k == kind]
         if latencies:
             print(
                 f"{kind:7s} n={len(latencies):6d}  p50 {percentile(latencies, 50):7.1f} ms  "
                 f"p99 {percentile(latencies, 99):7.1f} ms"
             )
-    everything = [ms for _, ms, _, _ in results]
-    reports_ok = sum(1 for k, _, ok, _ in results if k == "report" and ok)
+    everything = [ms for _, ms, _, _, _ in results]
+    reports_ok = sum(1 for k, _, ok, _, _ in results if k == "report" and ok)
     print(
         f"all     n={len(everything):6d}  p99 {percentile(everything, 99):7.1f} ms  errors {failed}"
     )
     for (kind, status, detail), count in errors.most_common():
         print(f"  {count} x {kind} {status}: {detail}")
+    by_process = collections.defaultdict(list)
+    for _, ms, _, _, pid in results:
+        by_process[pid].append(ms)
+    if len(by_process) > 1:
+        print(
+            "by API process: "
+            + ", ".join(
+                f"{len(v)} requests p99 {percentile(v, 99):.1f} ms"
+                for v in sorted(by_process.values(), key=len, reverse=True)
+            )
+        )
     print(f"reports accepted per second: {reports_ok / elapsed:.0f}")
 
 
