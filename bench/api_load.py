@@ -248,6 +248,15 @@ def main() -> None:
         started = time.monotonic()
         asyncio.run(run_clients())
         elapsed = time.monotonic() - started - args.warmup
+        # The seeded trials wait in Ray's queue the whole time: any that left `running` did so
+        # for a reason the benchmark should show (its reports then fail with a 409).
+        with create_engine(database_url).connect() as connection:
+            left = connection.execute(
+                text(
+                    "SELECT id, state, error FROM trials WHERE state <> 'running' ORDER BY id LIMIT 5"
+                )
+            ).all()
+            connection.close()
     finally:
         if server is not None:
             server.terminate()
@@ -308,6 +317,8 @@ def main() -> None:
             )
         )
     print(f"reports accepted per second: {reports_ok / elapsed:.0f}")
+    for trial_id, state, error in left:
+        print(f"  trial {trial_id} left `running`: {state}: {(error or '').strip()[-600:]}")
 
 
 if __name__ == "__main__":

@@ -99,6 +99,7 @@ def serve(
 
     from service.app import create_app
     from service.config import Settings
+    from service.http_protocol import HTTP_PROTOCOL
     from service.observability import configure_logging
 
     settings = Settings()
@@ -124,6 +125,7 @@ def serve(
             port=port,
             log_level="info",
             access_log=settings.access_log,
+            http=HTTP_PROTOCOL,
         )
         return
     _serve_processes(settings, host, port)
@@ -140,6 +142,7 @@ def _serve_processes(settings, host: str, port: int) -> None:
 
     from service import processes
     from service.app import create_app
+    from service.http_protocol import HTTP_PROTOCOL
     from service.observability import ReportCount
 
     try:
@@ -170,7 +173,9 @@ def _serve_processes(settings, host: str, port: int) -> None:
     for follower in followers:
         follower.start()
     try:
-        config = uvicorn.Config(app, log_level="info", access_log=settings.access_log)
+        config = uvicorn.Config(
+            app, log_level="info", access_log=settings.access_log, http=HTTP_PROTOCOL
+        )
         uvicorn.Server(config).run(sockets=sockets)
     finally:
         for follower in followers:
@@ -397,6 +402,7 @@ def _start_embedded_server(database_url: str | None, artifact_dir: Path | None):
 
     from service.app import create_app
     from service.config import Settings
+    from service.http_protocol import HTTP_PROTOCOL
     from worker.ray_runner import ensure_ray
 
     overrides: dict[str, Any] = {}
@@ -411,7 +417,9 @@ def _start_embedded_server(database_url: str | None, artifact_dir: Path | None):
     logging.getLogger("ray").setLevel(logging.ERROR)
     # Ray is started from the main thread (it installs signal handlers there).
     ensure_ray(settings.ray_address)
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", http=HTTP_PROTOCOL
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="ktsweep-api", daemon=True)
     thread.start()

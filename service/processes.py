@@ -257,6 +257,7 @@ def run_follower(
 
     from service.app import create_app
     from service.config import Settings
+    from service.http_protocol import HTTP_PROTOCOL
     from service.observability import ReportCount, configure_logging
 
     configure_logging()
@@ -275,5 +276,7 @@ def run_follower(
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch_parent, name="ktsweep-watch-leader", daemon=True).start()
-    config = uvicorn.Config(app, log_level="info", access_log=settings.access_log)
+    config = uvicorn.Config(
+        app, log_level="info", access_log=settings.access_log, http=HTTP_PROTOCOL
+    )
     uvicorn.Server(config).run(sockets=[sock])

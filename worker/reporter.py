@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import queue
 import threading
 import time
@@ -33,8 +34,8 @@ class HttpReporter:
     times, then dropped with a warning (the final result carries the whole history anyway).
 
     With `background=True` (a sweep with no early-termination rule, whose answer is always
-    "continue") `report` returns at once and a thread sends the reports in order, so training
-    never waits for the controller; `close` sends what is still queued.
+    "continue") `report` returns at once and the process's sender thread sends the reports in
+    order, so training never waits for the controller; `close` sends what is still queued.
 
     Args:
         base_url: The controller's URL, e.g. "http://127.0.0.1:8000".
@@ -57,14 +58,8 @@ class HttpReporter:
         self.retries = retries
         self.background = background
         self._client = _client_for(base_url)
-        self._queue: queue.Queue | None = None
-        self._thread: threading.Thread | None = None
-        if background:
-            self._queue = queue.Queue()
-            self._thread = threading.Thread(
-                target=self._send_queued, name=f"ktsweep-reports-{trial_id}", daemon=True
-            )
-            self._thread.start()
+        # Reports not sent yet are dropped once the trial's result carries them (`close`).
+        self._dropping = False
 
     def report(
         self, step: int, metrics: dict[str, float | None], checkpoint: str | None = None
@@ -72,8 +67,8 @@ class HttpReporter:
         payload: dict[str, Any] = {"step": step, "metrics": metrics}
         if checkpoint:
             payload["checkpoint"] = checkpoint
-        if self._queue is not None:
-            self._queue.put(("report", payload))
+        if self.background:
+            _sender().put((self, "report", payload))
             return "continue"
         return self._send_report(payload)
 
@@ -83,55 +78,42 @@ class HttpReporter:
         controller that cannot be reached is not an error: the first report says the trial is
         alive just as well."""
         payload = {"node": node} if node else {}
-        if self._queue is not None:
-            self._queue.put(("heartbeat", payload))
+        if self.background:
+            _sender().put((self, "heartbeat", payload))
             return "continue"
         return self._send_heartbeat(payload)
 
     def close(self, timeout_s: float = 60.0, *, send_queued: bool = True) -> None:
-        """Send what is still queued (waiting at most `timeout_s`) and stop the thread.
+        """Send what is still queued, waiting at most `timeout_s`.
 
-        `send_queued=False` drops the reports not sent yet (the one being sent still goes):
-        for a trial whose result is about to carry its whole history, which fills in every
-        report that never arrived, so the result need not wait for them.
+        `send_queued=False` returns at once and drops the reports not sent yet (the one being
+        sent still goes, and a heartbeat still goes): for a trial whose result is about to
+        carry its whole history, which fills in every report that never arrived, so the result
+        need not wait for them.
         """
-        if self._thread is not None and self._queue is not None:
-            if not send_queued:
-                self._drop_queued_reports()
-            self._queue.put(None)
-            self._thread.join(timeout_s)
-            if self._thread.is_alive():
-                log.warning(
-                    "reports of trial %s still unsent after %g s; dropping them",
-                    self.trial_id,
-                    timeout_s,
-                )
+        if not self.background:
+            return
+        if not send_queued:
+            self._dropping = True
+            return
+        sent = threading.Event()
+        _sender().put((self, "flushed", sent))
+        if not sent.wait(timeout_s):
+            log.warning(
+                "reports of trial %s still unsent after %g s; dropping them",
+                self.trial_id,
+                timeout_s,
+            )
+            self._dropping = True
 
-    def _drop_queued_reports(self) -> None:
-        kept = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None and item[0] != "report":
-                kept.append(item)
-        for item in kept:
-            self._queue.put(item)
-
-    def _send_queued(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            kind, payload = item
-            try:
-                if kind == "report":
-                    self._send_report(payload)
-                else:
-                    self._send_heartbeat(payload)
-            except Exception:  # never let one report end the thread and strand the rest
-                log.exception("sending a %s of trial %s failed", kind, self.trial_id)
+    def _send(self, kind: str, payload: Any) -> None:
+        """Send one queued item (on the process's sender thread)."""
+        if kind == "flushed":
+            payload.set()
+        elif kind == "heartbeat":
+            self._send_heartbeat(payload)
+        elif not self._dropping:
+            self._send_report(payload)
 
     def _send_report(self, payload: dict[str, Any]) -> str:
         for attempt in range(self.retries):
@@ -145,8 +127,14 @@ class HttpReporter:
             except httpx.TransportError as exc:
                 log.warning("report for trial %s failed (%s); retrying", self.trial_id, exc)
             except httpx.HTTPStatusError as exc:
-                log.warning("controller refused report for trial %s: %s", self.trial_id, exc)
+                # Once the trial's result is on its way, the controller may have recorded it
+                # and refuse a report still in flight: expected, and the result holds it.
+                (log.debug if self._dropping else log.warning)(
+                    "controller refused report for trial %s: %s", self.trial_id, exc
+                )
                 return "continue"
+            if self._dropping:
+                return "continue"  # the result carries this report; no retry
             time.sleep(0.2 * (attempt + 1))
         log.warning("dropping report of step %d for trial %s", payload["step"], self.trial_id)
         return "continue"
@@ -167,6 +155,44 @@ class HttpReporter:
         except httpx.TransportError as exc:
             log.warning("could not tell the controller trial %s started: %s", self.trial_id, exc)
         return "continue"
+
+
+class _Sender:
+    """The worker process's one thread that sends background reports, of every trial, in order.
+
+    A warm worker process runs trial after trial: one long-lived thread spares each trial a
+    thread start and a join on its critical path.
+    """
+
+    def __init__(self):
+        self.pid = os.getpid()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="ktsweep-reports", daemon=True)
+        self._thread.start()
+
+    def put(self, item: tuple[HttpReporter, str, Any]) -> None:
+        self._queue.put(item)
+
+    def _run(self) -> None:
+        while True:
+            reporter, kind, payload = self._queue.get()
+            try:
+                reporter._send(kind, payload)
+            except Exception:  # never let one report end the thread and strand the rest
+                log.exception("sending a %s of trial %s failed", kind, reporter.trial_id)
+
+
+_SENDER: _Sender | None = None
+_SENDER_LOCK = threading.Lock()
+
+
+def _sender() -> _Sender:
+    """This process's sender thread, started on first use (again in a forked child)."""
+    global _SENDER
+    with _SENDER_LOCK:
+        if _SENDER is None or _SENDER.pid != os.getpid():
+            _SENDER = _Sender()
+        return _SENDER
 
 
 _CLIENTS: dict[str, httpx.Client] = {}
