@@ -2,7 +2,13 @@
 
 Each trial trains a 784-256-256-10 MLP on random MNIST-shaped data for a fixed number of steps;
 the script prints the aggregate training throughput (samples/s) of both runs and their ratio.
-On a machine without a GPU it says so and exits 0.
+
+In the same run it measures the machine's own ceiling, the peer: the same model and data in
+plain Python processes (Keras `fit` alone: no tuner, no Ray, no ktsweep), first one process,
+then `--trials` processes at once, each told to take only its share of GPU memory the way
+ktsweep tells its trials. ktsweep's packing gain divided by that one says what ktsweep itself
+loses. On a machine without a GPU it says so and exits 0 (`--allow-cpu` runs it anyway, to
+check the script).
 
     python bench/gpu_packing.py [--trials 8] [--epochs 5]
 """
@@ -87,7 +93,8 @@ def run(directory: str, trials: int, epochs: int, parallel: int, gpu: float) -> 
     x = rng.random((SAMPLES, 784), dtype=np.float32)
     y = rng.integers(0, 10, SAMPLES)
     tuner = kt.RandomSearch(build, objective="loss", max_trials=trials, seed=1, directory=directory)
-    distribute(tuner, parallel_trials=parallel, resources_per_trial={"cpu": 1, "gpu": gpu})
+    resources = {"cpu": 1, "gpu": gpu} if gpu else {"cpu": 1}
+    distribute(tuner, parallel_trials=parallel, resources_per_trial=resources)
     start = time.perf_counter()
     tuner.search(x, y, epochs=epochs, batch_size=128, verbose=0, callbacks=[FitClock(clock_dir)])
     makespan = time.perf_counter() - start
@@ -112,21 +119,70 @@ def _covered_seconds(windows: list[tuple[float, float]]) -> float:
     return covered
 
 
+def plain_fit(epochs: int, share: float, out: str) -> None:
+    """One plain process: the same model and data, `fit` alone; writes its fit window to `out`."""
+    from worker.resources import gpu_share_env
+
+    os.environ.update(gpu_share_env(share))  # before Keras (and JAX) are imported
+    import keras_tuner as kt
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.random((SAMPLES, 784), dtype=np.float32)
+    y = rng.integers(0, 10, SAMPLES)
+    hp = kt.HyperParameters()
+    hp.Fixed("learning_rate", 1e-3)
+    model = build(hp)
+    begin = time.time()
+    model.fit(x, y, epochs=epochs, batch_size=128, verbose=0)
+    with open(out, "w") as file:
+        json.dump({"begin": begin, "end": time.time()}, file)
+
+
+def run_plain(directory: str, processes: int, epochs: int, share: float) -> dict[str, float]:
+    """`processes` plain processes at once; samples/s over the time any was inside `fit`."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    os.makedirs(directory)
+    outs = [os.path.join(directory, f"{index}.json") for index in range(processes)]
+    workers = [context.Process(target=plain_fit, args=(epochs, share, out)) for out in outs]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    windows = []
+    for out in outs:
+        if not os.path.exists(out):
+            raise RuntimeError("a plain process did not finish its fit; see the log above")
+        with open(out) as file:
+            clock = json.load(file)
+        windows.append((clock["begin"], clock["end"]))
+    return {"fit": processes * epochs * SAMPLES / _covered_seconds(windows)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument(
+        "--allow-cpu", action="store_true", help="run without a GPU too (checks the script only)"
+    )
     args = parser.parse_args()
-    if not has_gpu():
+    gpu = has_gpu()
+    if not gpu and not args.allow_cpu:
         print(
             "gpu_packing: no GPU available on this machine (no nvidia-smi or no GPU in Ray); "
             "nothing to measure. Run it on a GPU node."
         )
         sys.exit(0)
     with tempfile.TemporaryDirectory() as root:
-        one = run(os.path.join(root, "one"), args.trials, args.epochs, 1, 1.0)
-        packed = run(
-            os.path.join(root, "packed"), args.trials, args.epochs, args.trials, 1.0 / args.trials
+        share = 1.0 / args.trials if gpu else 0.0  # without a GPU: one CPU per trial
+        one = run(os.path.join(root, "one"), args.trials, args.epochs, 1, 1.0 if gpu else 0.0)
+        packed = run(os.path.join(root, "packed"), args.trials, args.epochs, args.trials, share)
+        plain_one = run_plain(os.path.join(root, "plain-one"), 1, args.epochs, 1.0)
+        plain_packed = run_plain(
+            os.path.join(root, "plain-packed"), args.trials, args.epochs, 1.0 / args.trials
         )
     print(f"{'samples/s':28s} {'training (in fit)':>18s} {'whole search':>14s}")
     print(f"{'one trial at a time':28s} {one['fit']:18.0f} {one['search']:14.0f}")
@@ -137,6 +193,15 @@ def main() -> None:
         f"packing gain: {packed['fit'] / one['fit']:.2f}x aggregate training throughput, "
         f"{packed['search'] / one['search']:.2f}x over the whole search "
         "(the latter counts each trial's fresh process start-up)"
+    )
+    plain_gain = plain_packed["fit"] / plain_one["fit"]
+    print(
+        f"plain processes (Keras alone): one {plain_one['fit']:.0f}, {args.trials} at once "
+        f"{plain_packed['fit']:.0f} samples/s in fit: {plain_gain:.2f}x"
+    )
+    print(
+        f"ktsweep's packing gain / plain processes' gain: "
+        f"{packed['fit'] / one['fit'] / plain_gain:.2f}"
     )
 
 
