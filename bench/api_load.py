@@ -250,13 +250,15 @@ def main() -> None:
         elapsed = time.monotonic() - started - args.warmup
         # The seeded trials wait in Ray's queue the whole time: any that left `running` did so
         # for a reason the benchmark should show (its reports then fail with a 409).
-        with create_engine(database_url).connect() as connection:
+        check = create_engine(database_url)
+        with check.connect() as connection:
             left = connection.execute(
                 text(
-                    "SELECT id, state, error FROM trials WHERE state <> 'running' ORDER BY id LIMIT 5"
+                    "SELECT id, state, error FROM trials WHERE state <> 'running' "
+                    "ORDER BY id LIMIT 5"
                 )
             ).all()
-            connection.close()
+        check.dispose()  # before the database is dropped
     finally:
         if server is not None:
             server.terminate()
