@@ -83,6 +83,7 @@ def create_app(
             heartbeat_timeout_s=settings.heartbeat_timeout_s,
             metrics=metrics,
             checkpoint_every_s=settings.checkpoint_every_s,
+            report_every_s=settings.report_every_s,
         )
 
     connections = AsyncConnections(engine)

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
         heartbeat_timeout_s: A running trial silent for longer is declared lost and retried.
         checkpoint_every_s: Seconds between a running trial's resumable checkpoints (saved at
             the end of an epoch; the last epoch always): what a lost trial may have to redo.
+        report_every_s: The least time between two background reports of a trial (sweeps
+            without an early-termination rule); 0 sends every epoch's report. Default 1.
         api_processes: Processes serving the API (`ktsweep serve --processes`). One of them
             also schedules trials; the others serve reads and worker reports and hand it the
             rest. Default 1.
@@ -46,6 +48,7 @@ class Settings(BaseSettings):
     secret: str | None = None
     heartbeat_timeout_s: float = 600.0
     checkpoint_every_s: float = Field(default=10.0, ge=0)
+    report_every_s: float = Field(default=1.0, ge=0)
     api_processes: int = Field(default=1, ge=1, le=64)
     access_log: bool = True
 

@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from service import sweeps as store
@@ -35,8 +35,10 @@ from worker.trial_spec import TrialResult, TrialSpec
 
 log = logging.getLogger(__name__)
 
-# A result state the executor uses when the worker process or its node died mid-trial.
+# Result states the executor uses: the worker process or its node died mid-trial; the trial
+# was taken back before it started (it waited in a lane behind another trial).
 LOST = "lost"
+WITHDRAWN = "withdrawn"
 
 
 class TrialExecutor(Protocol):
@@ -62,6 +64,7 @@ class Scheduler:
         heartbeat_timeout_s: A running trial silent for longer is declared lost. Default 600.
         checkpoint_every_s: Seconds between a trial's resumable checkpoints. Default 0: every
             epoch.
+        report_every_s: The least time between two background reports of a trial. Default 1.
         metrics: Prometheus metrics to update, or None.
     """
 
@@ -76,6 +79,7 @@ class Scheduler:
         heartbeat_timeout_s: float = 600.0,
         metrics: Metrics | None = None,
         checkpoint_every_s: float = 0.0,
+        report_every_s: float = 1.0,
     ):
         self.sessions = sessions
         self.executor = executor
@@ -85,6 +89,7 @@ class Scheduler:
         self.secret = secret
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.checkpoint_every_s = checkpoint_every_s
+        self.report_every_s = report_every_s
         self.metrics = metrics
         self._slot_freed_at: dict[str, float] = {}
         self._wake = threading.Event()
@@ -99,6 +104,14 @@ class Scheduler:
         self._specs: dict[str, SweepSpec] = {}
         self._finished: dict[str, dict[int, TrialRecord]] = {}
         self._unfinished: dict[str, set[int]] = {}
+        # Per sweep: numbers of its pending trials not handed to the executor (taken back
+        # from a lane by a pause, or found so after a restart); kept while a sweep is paused.
+        self._unlaunched: dict[str, set[int]] = {}
+        # Per sweep: how many lanes its trials run in (0: none; see `_lanes_of`).
+        self._lanes: dict[str, int] = {}
+        # Trials that started in lanes, not yet marked running (see `_trial_started`).
+        self._starts: list[tuple[str, int, Any]] = []
+        self._starts_lock = threading.Lock()
         self._silent_checked_at = 0.0
 
     def start(self) -> None:
@@ -146,8 +159,9 @@ class Scheduler:
 
     def recover_running_trials(self) -> None:
         """After a controller restart: relaunch the trials that were running, from their last
-        checkpoint. Their workers died with the old controller's Ray driver; this does not count
-        against their `max_retries`."""
+        checkpoint, then those that waited to start. Their workers died with the old
+        controller's Ray driver; this does not count against their `max_retries`. A paused
+        sweep's waiting trials wait for `resume`."""
         with self.sessions() as session:
             orphans = session.scalars(
                 select(Trial)
@@ -156,9 +170,22 @@ class Scheduler:
                     Trial.state.in_(ACTIVE_TRIAL_STATES),
                     Sweep.state.in_([SweepState.RUNNING.value, SweepState.PAUSED.value]),
                 )
-                .order_by(Trial.sweep_id, Trial.number)
+                .order_by(
+                    Trial.sweep_id,
+                    case((Trial.state == TrialState.RUNNING.value, 0), else_=1),
+                    Trial.number,
+                )
             ).all()
             for trial in orphans:
+                waiting = trial.state == TrialState.PENDING.value and (
+                    trial.attempts == 0 or trial.sweep.state == SweepState.PAUSED.value
+                )
+                if waiting:  # launched by a scheduling pass (a paused sweep's: after resume)
+                    if trial.attempts > 0:
+                        trial.attempts -= 1  # its launch was never run
+                        session.commit()
+                    self._unlaunched.setdefault(trial.sweep_id, set()).add(trial.number)
+                    continue
                 log.warning(
                     "resuming trial %s after a controller restart",
                     trial.id,
@@ -238,7 +265,28 @@ class Scheduler:
         active = sum(trial.state in ACTIVE_TRIAL_STATES for trial in trials)
         run_cap = spec.run_cap if spec.run_cap is not None else float("inf")
         out_of_trials = target_reached(spec, trials)
-        while not out_of_trials and active < spec.parallelism and len(trials) < run_cap:
+        if out_of_trials:
+            # No new trial starts any more: those waiting to start never will.
+            self._withdraw(sweep.id)
+            deleted = self._delete_never_started(session, sweep.id)
+            if deleted:
+                trials = [trial for trial in trials if trial.number not in deleted]
+                active -= len(deleted)
+        unlaunched = sorted(self._unlaunched.get(sweep.id, ()))
+        # With lanes, each slot also holds its next trial, ready to start in the slot.
+        lanes = self._lanes_of(sweep, method)
+        limit = spec.parallelism * (2 if lanes else 1)
+        launched = active - len(unlaunched)
+        for number in unlaunched:
+            if launched >= limit:
+                break
+            trial = store.get_trial(session, f"{sweep.id}-{number}")
+            self._unlaunched[sweep.id].discard(number)
+            if trial.state != TrialState.PENDING.value:
+                continue
+            self._launch(session, sweep, spec, trial, resume=trial.started_at is not None)
+            launched += 1
+        while not out_of_trials and launched < limit and len(trials) < run_cap:
             suggestion = method.suggest(len(trials), trials)
             if suggestion is None:
                 out_of_trials = not method.is_waiting(trials)
@@ -249,6 +297,7 @@ class Scheduler:
             trials.append(trial_record(trial))
             self._unfinished.setdefault(sweep.id, set()).add(trial.number)
             active += 1
+            launched += 1
             self._launch(session, sweep, spec, trial)
             freed_at = self._slot_freed_at.pop(sweep.id, None)
             if freed_at is not None and self.metrics is not None:
@@ -310,6 +359,8 @@ class Scheduler:
         if not keep_method:
             with self._methods_lock:
                 self._methods.pop(sweep_id, None)
+            self._unlaunched.pop(sweep_id, None)
+            self._lanes.pop(sweep_id, None)
         self._specs.pop(sweep_id, None)
         self._finished.pop(sweep_id, None)
         self._unfinished.pop(sweep_id, None)
@@ -409,6 +460,7 @@ class Scheduler:
             working_dir=spec.working_dir,
             checkpoint_every_s=self.checkpoint_every_s,
             report_waits=self._reports_wait(sweep),
+            report_every_s=self.report_every_s,
         )
 
     def _reports_need_answers(self, sweep: Sweep) -> bool:
@@ -427,14 +479,23 @@ class Scheduler:
             return True
 
     def _fill_in_last_report(self, session: Session, trial: Trial, last: dict | None) -> None:
-        """The worker may have saved epochs whose reports never arrived (it died, or the
-        controller did): record those steps from the checkpoint's own record before resuming."""
-        if last is None or last["epoch"] <= trial.epochs or trial.state not in ACTIVE_TRIAL_STATES:
+        """The worker may have saved epochs whose reports never reached the controller (it
+        died, or the controller did, or a later report took their place): record those steps
+        from the checkpoint's own record before resuming."""
+        if last is None or trial.state not in ACTIVE_TRIAL_STATES:
             return
-        for entry in last["history"]:
-            if trial.epochs < entry["step"] <= last["epoch"]:
-                store.record_report(session, trial.id, entry["step"], entry["metrics"])
-        session.refresh(trial)
+        stored = set(
+            session.scalars(select(TrialReport.step).where(TrialReport.trial_id == trial.id))
+        )
+        missing = [
+            entry
+            for entry in last["history"]
+            if entry["step"] <= last["epoch"] and entry["step"] not in stored
+        ]
+        for entry in missing:
+            store.record_report(session, trial.id, entry["step"], entry["metrics"])
+        if missing:
+            session.refresh(trial)
 
     def checkpoint_dir(self, sweep_id: str, trial_id: str) -> Path:
         """A trial's checkpoint folder, under the (shared) artifact folder."""
@@ -457,9 +518,9 @@ class Scheduler:
                     TrialReport.trial_id == trial.id, TrialReport.step > trial.epochs
                 )
             )
-        trial.state = TrialState.RUNNING.value
-        trial.started_at = trial.started_at or utcnow()
-        trial.heartbeat_at = utcnow()
+        lanes = self._lanes_of(sweep)
+        starts_now = not lanes or self.executor.has_idle_lane(sweep.id, lanes)
+        self._mark_started(trial, starts_now)
         trial.attempts += 1
         attempt = trial.attempts
         session.commit()
@@ -469,14 +530,105 @@ class Scheduler:
         def on_done(trial_id: str, result: TrialResult) -> None:
             self._on_trial_done(trial_id, result, attempt)
 
+        def on_start(trial_id: str) -> None:
+            self._trial_started(trial_id, attempt)
+
         try:
-            self.executor.launch(trial_spec, on_done)
+            if lanes:
+                started = self.executor.launch(
+                    trial_spec, on_done, group=sweep.id, lanes=lanes, on_start=on_start
+                )
+                if started != starts_now:  # a lane freed or filled meanwhile
+                    self._mark_started(trial, started)
+                    session.commit()
+            else:
+                self.executor.launch(trial_spec, on_done)
         except Exception as exc:
             log.exception("could not launch trial %s", trial.id)
             trial.state = TrialState.FAILED.value
             trial.error = f"could not start the trial on the cluster: {exc}"
             trial.finished_at = utcnow()
             session.commit()
+
+    @staticmethod
+    def _mark_started(trial: Trial, started: bool) -> None:
+        """`running` from now, or `pending` while it waits in a lane to start."""
+        if started:
+            trial.state = TrialState.RUNNING.value
+            trial.started_at = trial.started_at or utcnow()
+            trial.heartbeat_at = utcnow()
+        else:
+            trial.state = TrialState.PENDING.value
+
+    def _trial_started(self, trial_id: str, attempt: int) -> None:
+        """A trial that waited in a lane started (the trial ahead of it ended). The executor
+        reports the end of that trial next, on the same thread: the start is written in the
+        same transaction (`_write_starts`)."""
+        with self._starts_lock:
+            self._starts.append((trial_id, attempt, utcnow()))
+
+    def _write_starts(self, session: Session) -> None:
+        """Mark the trials that started in lanes `running` (in the caller's transaction)."""
+        with self._starts_lock:
+            starts, self._starts = self._starts, []
+        for trial_id, attempt, at in starts:
+            session.execute(
+                update(Trial)
+                .where(
+                    Trial.id == trial_id,
+                    Trial.attempts == attempt,
+                    Trial.state.in_(ACTIVE_TRIAL_STATES),
+                )
+                .values(
+                    state=TrialState.RUNNING.value,
+                    started_at=func.coalesce(Trial.started_at, at),
+                    heartbeat_at=at,
+                )
+                .execution_options(synchronize_session=False)
+            )
+
+    def _lanes_of(self, sweep: Sweep, method: SearchMethod | None = None) -> int:
+        """How many lanes the sweep's trials run in: `parallelism` when its method suggests
+        ahead and the executor has lanes (each slot's next trial then waits in Ray, ready to
+        start the moment the slot frees), else 0 (each trial launched when a slot frees)."""
+        lanes = self._lanes.get(sweep.id)
+        if lanes is None:
+            method = method or self.method_for(sweep)
+            ahead = method.suggests_ahead and hasattr(self.executor, "withdraw")
+            lanes = self._lanes[sweep.id] = self._spec_of(sweep).parallelism if ahead else 0
+        return lanes
+
+    def _withdraw(self, sweep_id: str) -> None:
+        """Take back the sweep's trials waiting in lanes; each comes back "withdrawn"."""
+        if self._lanes.get(sweep_id):
+            self.executor.withdraw(sweep_id)
+
+    def _delete_never_started(self, session: Session, sweep_id: str) -> set[int]:
+        """Delete the sweep's unlaunched trials that never started (it reached its target):
+        returns their numbers. One that ran before (lost, then taken back) still finishes."""
+        unlaunched = self._unlaunched.get(sweep_id)
+        if not unlaunched:
+            return set()
+        ids = [f"{sweep_id}-{number}" for number in unlaunched]
+        never_started = set(
+            session.scalars(
+                select(Trial.number).where(
+                    Trial.id.in_(ids),
+                    Trial.state == TrialState.PENDING.value,
+                    Trial.started_at.is_(None),
+                )
+            )
+        )
+        if never_started:
+            session.execute(
+                Trial.__table__.delete().where(
+                    Trial.sweep_id == sweep_id, Trial.number.in_(sorted(never_started))
+                )
+            )
+            session.commit()
+            unlaunched -= never_started
+            self._unfinished.get(sweep_id, set()).difference_update(never_started)
+        return never_started
 
     def on_report(
         self,
@@ -548,8 +700,11 @@ class Scheduler:
         return "stop" if method.should_stop(current, records) else "continue"
 
     def pause_sweep(self, session: Session, sweep_id: str) -> Sweep:
-        """Start no new trials for the sweep; running ones finish."""
-        return store.change_sweep_state(session, sweep_id, "pause")
+        """Start no new trials for the sweep; running ones finish (those waiting in lanes to
+        start are taken back, and start after `resume`)."""
+        sweep = store.change_sweep_state(session, sweep_id, "pause")
+        self._withdraw(sweep_id)
+        return sweep
 
     def resume_sweep(self, session: Session, sweep_id: str) -> Sweep:
         sweep = store.change_sweep_state(session, sweep_id, "resume")
@@ -566,15 +721,29 @@ class Scheduler:
             self.executor.cancel(trial_id)
         with self._methods_lock:
             self._methods.pop(sweep_id, None)
+        self._unlaunched.pop(sweep_id, None)
         return sweep
 
     def _on_trial_done(self, trial_id: str, result: TrialResult, attempt: int) -> None:
         with self.sessions() as session:
+            self._write_starts(session)
             trial = store.locked_trial(session, trial_id)
             if trial.attempts != attempt or trial.state not in ACTIVE_TRIAL_STATES + (
                 TrialState.CANCELLED.value,
             ):
+                session.commit()
                 return  # the end of an attempt already given up on (lost, then retried)
+            if result.state == WITHDRAWN:
+                if trial.state in ACTIVE_TRIAL_STATES:
+                    # Back to waiting, not launched: the next pass (or `resume`) launches it;
+                    # its launch does not count as an attempt.
+                    trial.state = TrialState.PENDING.value
+                    trial.attempts -= 1
+                    session.commit()
+                    self._unlaunched.setdefault(trial.sweep_id, set()).add(trial.number)
+                    self.notify()
+                session.commit()
+                return
             self._finish_trial(session, trial, result)
 
     def _finish_trial(self, session: Session, trial: Trial, result: TrialResult) -> None:

@@ -12,6 +12,7 @@ import math
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import (
@@ -220,6 +221,18 @@ def record_report(
     sweep_state = trial.sweep.state
     session.commit()
     return "stop" if sweep_state == SweepState.CANCELLED.value else "continue"
+
+
+def _insert_reports_not_stored(session: Session):
+    """An INSERT of report rows that skips each (trial, step) already stored."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - other databases: the caller read the stored steps first
+        return TrialReport.__table__.insert()
+    return insert(TrialReport).on_conflict_do_nothing(index_elements=["trial_id", "step"])
 
 
 def _upsert_report(
@@ -531,6 +544,10 @@ def record_heartbeat(session: Session, trial_id: str, node: dict[str, Any] | Non
     if trial.state not in ACTIVE_TRIAL_STATES:
         raise ConflictError(f"trial '{trial_id}' is {trial.state}; it takes no more heartbeats.")
     trial.heartbeat_at = utcnow()
+    if trial.state == TrialState.PENDING.value and trial.attempts > 0:
+        # It waited in a lane and has started (the controller may not know yet).
+        trial.state = TrialState.RUNNING.value
+        trial.started_at = trial.started_at or trial.heartbeat_at
     if node:
         trial.node = node
     session.commit()
@@ -608,8 +625,10 @@ def record_trial_result(
         if entry["step"] not in steps
     }
     if missing:
+        # A report of one of these steps may be stored meanwhile (the worker's last report,
+        # still in flight): that one stays.
         session.execute(
-            TrialReport.__table__.insert(),
+            _insert_reports_not_stored(session),
             [
                 {"trial_id": trial_id, "step": step, "metrics": metrics}
                 for step, metrics in missing.items()
@@ -628,7 +647,8 @@ def record_trial_result(
     trial.checkpoint = result.get("checkpoint") or trial.checkpoint
     trial.error = result.get("error")
     trial.node = result.get("node") or trial.node
-    trial.finished_at = utcnow()
+    ended_at = result.get("ended_at")
+    trial.finished_at = datetime.fromtimestamp(ended_at, timezone.utc) if ended_at else utcnow()
     session.commit()
     history = [{"step": step, "metrics": steps[step]} for step in sorted(steps)]
     return trial, history

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import math
 import os
@@ -36,6 +38,11 @@ class HttpReporter:
     With `background=True` (a sweep with no early-termination rule, whose answer is always
     "continue") `report` returns at once and the process's sender thread sends the reports in
     order, so training never waits for the controller; `close` sends what is still queued.
+    With `every_s` as well, a trial sends at most one message per `every_s` seconds: a report
+    due sooner waits until then, and a later report takes its place. The steps it replaced
+    reach the controller with the trial's result (or, should the worker die, from its
+    checkpoint's record), so epochs shorter than `every_s` cost the controller one request per
+    `every_s`, not one per epoch.
 
     Args:
         base_url: The controller's URL, e.g. "http://127.0.0.1:8000".
@@ -43,6 +50,11 @@ class HttpReporter:
         token: Bearer token for the report, or None.
         retries: Attempts per report before it is dropped. Default 3.
         background: Send reports from a thread without waiting for the answers. Default False.
+        every_s: With `background`, the least time between two messages of the trial.
+            Default 0: every report goes.
+        keepalive_s: After `started`, a heartbeat goes whenever the trial has sent nothing
+            for this long (an epoch longer than the controller's heartbeat timeout is not a
+            lost worker), until `close`. Default 60.
     """
 
     def __init__(
@@ -52,6 +64,8 @@ class HttpReporter:
         token: str | None = None,
         retries: int = 3,
         background: bool = False,
+        every_s: float = 0.0,
+        keepalive_s: float = 60.0,
     ):
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.trial_id = trial_id
@@ -60,6 +74,13 @@ class HttpReporter:
         self._client = _client_for(base_url)
         # Reports not sent yet are dropped once the trial's result carries them (`close`).
         self._dropping = False
+        self.every_s = every_s
+        self._last_sent = -math.inf  # when the last message was queued to go
+        self._held: dict[str, Any] | None = None  # a report waiting for `every_s` to pass
+        self._lock = threading.Lock()
+        self.keepalive_s = keepalive_s
+        self._closed = False
+        self._held_start: dict[str, Any] | None = None  # the start message, waiting its turn
 
     def report(
         self, step: int, metrics: dict[str, float | None], checkpoint: str | None = None
@@ -68,16 +89,44 @@ class HttpReporter:
         if checkpoint:
             payload["checkpoint"] = checkpoint
         if self.background:
-            _sender().put((self, "report", payload))
+            self._put_report(payload)
             return "continue"
         return self._send_report(payload)
+
+    def _put_report(self, payload: dict[str, Any]) -> None:
+        with self._lock:
+            if self._held is not None:  # one already waits for its turn: this one replaces it
+                self._held = payload
+                return
+            now = time.monotonic()
+            due = self._last_sent + self.every_s
+            if now >= due:
+                self._last_sent = now
+                _sender().put((self, "report", payload))
+            else:
+                self._held = payload
+                _sender().put_at(due, (self, "held", None))
 
     def started(self, node: dict[str, str] | None = None) -> str:
         """Tell the controller the trial has started, and on which `node`; returns its answer
         ("stop" for a trial cancelled meanwhile; "continue" when sent in the background). A
         controller that cannot be reached is not an error: the first report says the trial is
-        alive just as well."""
+        alive just as well.
+
+        In the background with `every_s`, the message waits its turn like a report: a trial
+        that ends within `every_s` sends nothing at all (the launcher told the controller it
+        started, and its result names the node)."""
         payload = {"node": node} if node else {}
+        now = time.monotonic()
+        with self._lock:
+            self._last_sent = now
+        if self.keepalive_s > 0:
+            _sender().put_at(now + self.keepalive_s, (self, "keepalive", None))
+        if self.background and self.every_s > 0:
+            with self._lock:
+                self._held_start = payload
+            _sender().put_at(now + self.every_s, (self, "start", None))
+            return "continue"
         if self.background:
             _sender().put((self, "heartbeat", payload))
             return "continue"
@@ -91,11 +140,19 @@ class HttpReporter:
         carry its whole history, which fills in every report that never arrived, so the result
         need not wait for them.
         """
+        self._closed = True
         if not self.background:
             return
         if not send_queued:
             self._dropping = True
             return
+        with self._lock:
+            start, self._held_start = self._held_start, None
+            held, self._held = self._held, None
+        if start is not None:
+            _sender().put((self, "heartbeat", start))
+        if held is not None:
+            _sender().put((self, "report", held))
         sent = threading.Event()
         _sender().put((self, "flushed", sent))
         if not sent.wait(timeout_s):
@@ -110,12 +167,38 @@ class HttpReporter:
         """Send one queued item (on the process's sender thread)."""
         if kind == "flushed":
             payload.set()
+        elif kind == "held":
+            with self._lock:
+                held, self._held = self._held, None
+                self._last_sent = time.monotonic()
+            if held is not None and not self._dropping:
+                self._send_report(held)
         elif kind == "heartbeat":
             self._send_heartbeat(payload)
+        elif kind == "keepalive":
+            self._keep_alive()
+        elif kind == "start":
+            with self._lock:
+                start, self._held_start = self._held_start, None
+            if start is not None and not self._dropping:
+                self._send_heartbeat(start)
         elif not self._dropping:
             self._send_report(payload)
 
+    def _keep_alive(self) -> None:
+        """Send a heartbeat if the trial has been silent for `keepalive_s`; check again later."""
+        if self._closed:
+            return
+        with self._lock:
+            silent_s = time.monotonic() - self._last_sent
+        if silent_s >= self.keepalive_s:
+            self._send_heartbeat({})
+            silent_s = 0.0
+        _sender().put_at(time.monotonic() + self.keepalive_s - silent_s, (self, "keepalive", None))
+
     def _send_report(self, payload: dict[str, Any]) -> str:
+        with self._lock:
+            self._last_sent = max(self._last_sent, time.monotonic())
         for attempt in range(self.retries):
             try:
                 response = self._client.post(
@@ -140,6 +223,8 @@ class HttpReporter:
         return "continue"
 
     def _send_heartbeat(self, payload: dict[str, Any]) -> str:
+        with self._lock:
+            self._last_sent = max(self._last_sent, time.monotonic())
         try:
             response = self._client.post(
                 f"/api/v1/trials/{self.trial_id}/heartbeat", json=payload, headers=self._headers
@@ -167,15 +252,37 @@ class _Sender:
     def __init__(self):
         self.pid = os.getpid()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._later: list[tuple[float, int, tuple[HttpReporter, str, Any]]] = []  # a heap
+        self._later_lock = threading.Lock()
+        self._order = itertools.count()
         self._thread = threading.Thread(target=self._run, name="ktsweep-reports", daemon=True)
         self._thread.start()
 
     def put(self, item: tuple[HttpReporter, str, Any]) -> None:
         self._queue.put(item)
 
+    def put_at(self, due: float, item: tuple[HttpReporter, str, Any]) -> None:
+        """Send `item` at `time.monotonic()` `due` (after what is queued by then)."""
+        with self._later_lock:
+            heapq.heappush(self._later, (due, next(self._order), item))
+        self._queue.put(None)  # wake the thread to wait for the new due time
+
+    def _next(self) -> tuple[HttpReporter, str, Any]:
+        while True:
+            with self._later_lock:
+                if self._later and self._later[0][0] <= time.monotonic():
+                    return heapq.heappop(self._later)[2]
+                wait = max(0.0, self._later[0][0] - time.monotonic()) if self._later else None
+            try:
+                item = self._queue.get(timeout=wait)
+            except queue.Empty:
+                continue
+            if item is not None:
+                return item
+
     def _run(self) -> None:
         while True:
-            reporter, kind, payload = self._queue.get()
+            reporter, kind, payload = self._next()
             try:
                 reporter._send(kind, payload)
             except Exception:  # never let one report end the thread and strand the rest

@@ -50,6 +50,7 @@ def run_trial(spec: TrialSpec, reporter: Reporter | None = None) -> TrialResult:
             spec.trial_id,
             spec.report_token,
             background=not spec.report_waits,
+            every_s=spec.report_every_s,
         )
         own_reporter.started(node_info())
     try:

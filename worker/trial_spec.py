@@ -43,6 +43,9 @@ class TrialSpec:
         report_waits: Whether each report waits for the controller's answer, which a sweep
             with an early-termination rule needs; when False, reports go out in the background
             and training never waits for them. Default True.
+        report_every_s: With background reports, the least time between two of the trial's
+            reports: a report due sooner waits, and a later one replaces it (the result carries
+            every step). Default 1.
     """
 
     trial_id: str
@@ -67,6 +70,7 @@ class TrialSpec:
     working_dir: str | None = None
     checkpoint_every_s: float = 0.0
     report_waits: bool = True
+    report_every_s: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +94,7 @@ class TrialResult:
             (`last.keras` in its checkpoint folder); None when nothing was saved.
         error: The traceback when the trial failed.
         node: The Ray node it ran on: `id`, `ip`, `hostname` (see `worker.trial_spec.node_info`).
+        ended_at: When the launcher learned that the trial's task ended (Unix time), or None.
     """
 
     trial_id: str
@@ -101,6 +106,7 @@ class TrialResult:
     checkpoint: str | None = None
     error: str | None = None
     node: dict[str, str] | None = None
+    ended_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -6,7 +6,7 @@ import abc
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from service.search.space import SearchSpace
 from service.spec import SweepSpec
@@ -64,7 +64,14 @@ class SearchMethod(abc.ABC):
         seed: Random seed; default: the spec's `seed` (None: not reproducible).
         space: The search space; default: the spec's `parameters`.
         stopping_rule: The early-termination rule consulted by `should_stop`, or None.
+
+    Attributes:
+        suggests_ahead: True when a suggestion never depends on how earlier trials did (random,
+            grid): the scheduler may then suggest a slot's next trial while its current one
+            runs, so it starts the moment that one ends.
     """
+
+    suggests_ahead: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -21,6 +21,8 @@ class GridSearch(SearchMethod):
         ValueError: a dimension of the space is continuous.
     """
 
+    suggests_ahead = True
+
     def __init__(self, spec, seed=None, space=None, stopping_rule=None):
         super().__init__(spec, seed, space, stopping_rule)
         problems = self.space.check_grid()

@@ -15,6 +15,8 @@ class RandomSearch(SearchMethod):
     suggests what it would have suggested before.
     """
 
+    suggests_ahead = True
+
     def suggest(self, number: int, trials: list[TrialRecord]) -> dict[str, Any] | None:
         rng = random.Random(None if self.seed is None else f"{self.seed}:{number}")
         return self.space.sample(rng)

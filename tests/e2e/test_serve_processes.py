@@ -16,7 +16,8 @@ from tests.waiting import wait_for
 
 
 def test_two_processes_share_the_port_and_run_a_sweep(tmp_path):
-    server = ServerProcess(tmp_path, KTSWEEP_API_PROCESSES="2").start()
+    # Every epoch's report goes (none waits for its turn), so their number is known.
+    server = ServerProcess(tmp_path, KTSWEEP_API_PROCESSES="2", KTSWEEP_REPORT_EVERY_S="0").start()
     try:
         # A fresh connection each time: the kernel spreads connections over both processes
         # (the follower answers once it has started, a few seconds after the leader).

@@ -235,3 +235,47 @@ def test_reads_survive_a_database_that_closed_their_connections(tmp_path):
         with admin.connect() as connection:
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+# On PostgreSQL the trial's row lock makes a report wait for the result's recording to end.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_report_stored_while_the_result_is_recorded_neither_fails_it_nor_is_replaced(api):
+    """On SQLite the worker's last report may be committed between the moment the result's
+    recording reads the stored steps and the moment it fills in the missing ones."""
+    from sqlalchemy import event
+
+    sweep = store_sweep(api)
+    trial_id = add_trial(api, sweep.id, 0)
+    engine = api.app_state.sessions.kw["bind"]
+    raced = []
+
+    def report_in_between(connection, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO trial_reports") and not raced:
+            raced.append(True)  # a report from another connection, before this insert runs
+            body = {"step": 2, "metrics": {"val_accuracy": 0.25}}
+            other = ThreadPoolExecutor(max_workers=1)
+            answer = other.submit(
+                api.post, f"/api/v1/trials/{trial_id}/reports", json=body
+            ).result()
+            assert answer.status_code == 200
+
+    event.listen(engine, "before_cursor_execute", report_in_between)
+    history = [{"step": step, "metrics": {"val_accuracy": step / 10}} for step in (1, 2, 3)]
+    result = {"state": "completed", "metrics": history[-1]["metrics"], "history": history}
+    try:
+        with api.app_state.sessions() as session:
+            trial, recorded = store.record_trial_result(session, trial_id, result, "val_accuracy")
+    finally:
+        event.remove(engine, "before_cursor_execute", report_in_between)
+    assert raced
+    assert trial.state == "completed"
+    assert [entry["step"] for entry in recorded] == [1, 2, 3]
+    with api.app_state.sessions() as session:
+        stored = dict(
+            session.execute(
+                select(TrialReport.step, TrialReport.metrics).where(
+                    TrialReport.trial_id == trial_id
+                )
+            ).all()
+        )
+    assert stored == {1: {"val_accuracy": 0.1}, 2: {"val_accuracy": 0.25}, 3: {"val_accuracy": 0.3}}

@@ -101,3 +101,97 @@ def test_a_raising_trial_ends_failed_with_its_traceback(tmp_path):
     result = launch(executor, spec).get(timeout=120)
     assert result.state == "failed"
     assert "Traceback" in result.error and "no_such_builder" in result.error
+
+
+def quick_trial(tmp_path: Path, trial_id: str, epochs: int = 2, epoch_s: float = 0.2) -> TrialSpec:
+    """A trial of the sleeping model: `epochs` x `epoch_s` seconds, no computation."""
+    return TrialSpec(
+        trial_id=trial_id,
+        sweep_id="s",
+        hyperparameters={"epoch_s": epoch_s},
+        hypermodel="examples.trivial:build_model",
+        data="examples.trivial:load_data",
+        fit={"epochs": epochs},
+        wandb={"mode": "disabled"},
+        callbacks={"metrics_logger": None},
+        checkpoint_dir=str(tmp_path / trial_id),
+        checkpoint_every_s=60.0,  # one save, after the last epoch
+    )
+
+
+def run_window(spec: TrialSpec) -> tuple[float, float]:
+    """When the trial ran: its worker wrote `worker.json` first and `last.json` last."""
+    folder = Path(spec.checkpoint_dir)
+    return (folder / "worker.json").stat().st_mtime, (folder / "last.json").stat().st_mtime
+
+
+class Lane:
+    """Launches trials into one group and records what the executor calls back."""
+
+    def __init__(self, executor, group: str, lanes: int):
+        self.executor, self.group, self.lanes = executor, group, lanes
+        self.started: list[str] = []
+        self.ended: dict[str, queue.Queue] = {}
+
+    def launch(self, spec: TrialSpec) -> bool:
+        self.ended[spec.trial_id] = queue.Queue()
+        return self.executor.launch(
+            spec,
+            lambda trial_id, result: self.ended[trial_id].put(result),
+            group=self.group,
+            lanes=self.lanes,
+            on_start=self.started.append,
+        )
+
+    def result(self, trial_id: str, timeout_s: float = 120):
+        return self.ended[trial_id].get(timeout=timeout_s)
+
+
+def test_a_lane_runs_its_trials_one_after_another_each_starting_as_the_last_ends(tmp_path):
+    executor = RayTrialExecutor()
+    lane = Lane(executor, "lane-order", lanes=1)
+    specs = [quick_trial(tmp_path, f"order-{n}") for n in range(3)]
+
+    assert [lane.launch(spec) for spec in specs] == [True, False, False]
+    assert not executor.has_idle_lane("lane-order", 1)
+
+    results = [lane.result(spec.trial_id) for spec in specs]
+    assert [result.state for result in results] == ["completed"] * 3
+    assert lane.started == ["order-1", "order-2"]
+    windows = [run_window(spec) for spec in specs]
+    for earlier, later in zip(windows, windows[1:], strict=False):
+        assert later[0] >= earlier[1]  # the next one started only after the last one ended
+    assert executor.has_idle_lane("lane-order", 1)
+
+
+def test_a_trial_waiting_behind_a_killed_one_still_runs(tmp_path):
+    executor = RayTrialExecutor()
+    lane = Lane(executor, "lane-kill", lanes=1)
+    head = long_trial(tmp_path, "kill-head")
+    behind = quick_trial(tmp_path, "kill-behind")
+    assert lane.launch(head) and not lane.launch(behind)
+    pid = wait_for(lambda: (read_worker_info(head.checkpoint_dir) or {}).get("pid"))
+    os.kill(pid, signal.SIGKILL)
+
+    assert lane.result(head.trial_id).state == "lost"
+    assert lane.result(behind.trial_id).state == "completed"
+    assert lane.started == ["kill-behind"]
+    assert executor.running == []
+
+
+def test_waiting_trials_can_be_cancelled_or_withdrawn_without_ever_starting(tmp_path):
+    executor = RayTrialExecutor()
+    lane = Lane(executor, "lane-take", lanes=1)
+    head = quick_trial(tmp_path, "take-head", epochs=4, epoch_s=0.5)
+    cancelled, withdrawn = quick_trial(tmp_path, "take-cancel"), quick_trial(tmp_path, "take-back")
+    assert [lane.launch(spec) for spec in (head, cancelled, withdrawn)] == [True, False, False]
+
+    executor.cancel(cancelled.trial_id)
+    assert lane.result(cancelled.trial_id).state == "cancelled"
+    assert executor.withdraw("lane-take") == ["take-back"]
+    assert lane.result(withdrawn.trial_id).state == "withdrawn"
+
+    assert lane.result(head.trial_id).state == "completed"
+    assert lane.started == []
+    for spec in (cancelled, withdrawn):
+        assert read_worker_info(spec.checkpoint_dir) is None  # its worker never ran it

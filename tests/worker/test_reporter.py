@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from contextlib import contextmanager
 
 import uvicorn
@@ -184,3 +185,25 @@ def test_background_reporting_leaves_the_last_epoch_to_the_result(tmp_path):
         # beside the result; a reporter that waits for answers sends every epoch.
         assert sent == [1, 2]
         assert answered == [1, 2, 3]
+
+
+def test_a_trial_silent_for_a_long_epoch_still_says_it_is_alive_until_it_closes(tmp_path):
+    with served_controller(tmp_path) as (app, url):
+        sweep = store_sweep(_StateHolder(app), objectives=[None], trial_state="running")
+        trial_id = f"{sweep.id}-0"
+
+        def heartbeat_at():
+            with app.state.sessions() as session:
+                return session.get(Sweep, sweep.id).trials[0].heartbeat_at
+
+        reporter = HttpReporter(url, trial_id, background=True, keepalive_s=0.3)
+        reporter.started({"hostname": "worker-a"})
+        first = wait_for(heartbeat_at)
+        # No report at all (one long epoch): heartbeats keep coming.
+        later = wait_for(lambda: (seen := heartbeat_at()) > first and seen)
+        wait_for(lambda: heartbeat_at() > later)
+        reporter.close()
+        time.sleep(0.3)  # a keepalive already on its way may still land
+        last = heartbeat_at()
+        time.sleep(1.0)
+        assert heartbeat_at() == last  # none after the trial closed
