@@ -8,6 +8,7 @@ so neither pays for starting worker processes inside the measurement.
 
     python bench/overhead.py                 # 200 trials, parallelism 2
     python bench/overhead.py --trials 50     # quicker
+    python bench/overhead.py --only ktsweep  # one side (e.g. to compare two controllers)
 """
 
 from __future__ import annotations
@@ -161,22 +162,29 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--epoch-s", type=float, default=0.1)
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    parser.add_argument("--only", choices=["ktsweep", "ray-tune"], default=None)
     args = parser.parse_args()
     ideal = args.trials * args.epochs * args.epoch_s / args.parallelism
     workdir = Path(tempfile.mkdtemp(prefix="ktsweep-overhead-"))
+    ktsweep = ray_tune = None
     try:
-        ktsweep, span = run_ktsweep(args, workdir)
-        ray_tune = run_ray_tune(args, workdir)
+        if args.only != "ray-tune":
+            ktsweep, span = run_ktsweep(args, workdir)
+        if args.only != "ktsweep":
+            ray_tune = run_ray_tune(args, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(
         f"{args.trials} trials x {args.epochs} x {args.epoch_s} s, parallelism {args.parallelism}"
     )
     print(f"ideal makespan       {ideal:8.1f} s")
-    print(f"ktsweep (REST API)   {ktsweep:8.1f} s   overhead ratio {ktsweep / ideal:.3f}")
-    print(f"  a trial's start to its end, beyond its sleeps: median {span * 1000:.1f} ms")
-    print(f"Ray Tune (Tuner)     {ray_tune:8.1f} s   overhead ratio {ray_tune / ideal:.3f}")
-    print(f"ktsweep / Ray Tune   {ktsweep / ray_tune:.3f}")
+    if ktsweep is not None:
+        print(f"ktsweep (REST API)   {ktsweep:8.1f} s   overhead ratio {ktsweep / ideal:.3f}")
+        print(f"  a trial's start to its end, beyond its sleeps: median {span * 1000:.1f} ms")
+    if ray_tune is not None:
+        print(f"Ray Tune (Tuner)     {ray_tune:8.1f} s   overhead ratio {ray_tune / ideal:.3f}")
+    if ktsweep is not None and ray_tune is not None:
+        print(f"ktsweep / Ray Tune   {ktsweep / ray_tune:.3f}")
 
 
 if __name__ == "__main__":
