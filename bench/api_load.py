@@ -323,7 +323,8 @@ def main() -> None:
         )
     print(f"reports accepted per second: {reports_ok / elapsed:.0f}")
     for trial_id, state, error in left:
-        print(f"  trial {trial_id} left `running` (or `pending`): {state}: {(error or '').strip()[-600:]}")
+        reason = (error or "").strip()[-600:]
+        print(f"  trial {trial_id} left `running` (or `pending`): {state}: {reason}")
 
 
 if __name__ == "__main__":
