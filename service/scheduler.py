@@ -31,14 +31,12 @@ from service.search import SearchMethod, Suggestion, TrialRecord, make_search_me
 from service.spec import SweepSpec, TrialSection, is_program_sweep
 from service.sweeps import ReportIn
 from worker.last_checkpoint import last_checkpoint_record, read_last_checkpoint
-from worker.trial_spec import TrialResult, TrialSpec
+from worker.trial_spec import WITHDRAWN, TrialResult, TrialSpec
 
 log = logging.getLogger(__name__)
 
-# Result states the executor uses: the worker process or its node died mid-trial; the trial
-# was taken back before it started (it waited in a lane behind another trial).
+# A result state the executor uses when the worker process or its node died mid-trial.
 LOST = "lost"
-WITHDRAWN = "withdrawn"
 
 
 class TrialExecutor(Protocol):

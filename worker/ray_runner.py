@@ -15,7 +15,7 @@ import ray
 
 from worker.last_checkpoint import read_last_checkpoint
 from worker.resources import max_calls, ray_options
-from worker.trial_spec import TrialResult, TrialSpec, node_info
+from worker.trial_spec import WITHDRAWN, TrialResult, TrialSpec, node_info
 
 __all__ = [
     "RayTrialExecutor",
@@ -90,9 +90,6 @@ def ensure_ray(address: str | None = None, **kwargs: Any) -> None:
 TrialDone = Callable[[str, TrialResult], None]
 TrialStarted = Callable[[str], None]
 
-# The state of a trial taken back before it started (`RayTrialExecutor.withdraw`).
-WITHDRAWN = "withdrawn"
-
 
 @dataclass(eq=False)
 class _Queued:
@@ -101,6 +98,7 @@ class _Queued:
     the moment that one ends, without a round trip through the controller."""
 
     spec: TrialSpec
+    group: str
     on_done: TrialDone
     on_start: TrialStarted | None
     ref: Any = None
@@ -174,7 +172,7 @@ class RayTrialExecutor:
                 self._start_timer(spec)
             self._when_done(ref, self._finished, spec.trial_id, on_done)
             return True
-        item = _Queued(spec, on_done, on_start)
+        item = _Queued(spec, group, on_done, on_start)
         with self._lock:
             group_lanes = self._lanes.setdefault(group, [])
             while len(group_lanes) < lanes:
@@ -298,7 +296,9 @@ class RayTrialExecutor:
                     started.append(lane[0])
                     self._start_timer(lane[0].spec)
             self._queued.pop(item.spec.trial_id, None)
-            self._forget_idle_groups()
+            group_lanes = self._lanes.get(item.group)
+            if group_lanes is not None and not any(group_lanes):
+                del self._lanes[item.group]  # the group's lanes are all empty
         self._watch()
         for head in started:
             if head.on_start is not None:
@@ -325,10 +325,6 @@ class RayTrialExecutor:
             on_done(trial_id, result)
         except Exception:
             log.exception("recording the end of trial %s failed", trial_id)
-
-    def _forget_idle_groups(self) -> None:
-        for group in [g for g, lanes in self._lanes.items() if not any(lanes)]:
-            del self._lanes[group]
 
     def _result_of_error(
         self, trial_id: str, spec: TrialSpec | None, exc: Exception, ending: str | None
@@ -374,13 +370,11 @@ class RayTrialExecutor:
         starts. It ends "cancelled"."""
         with self._lock:
             item = self._queued.get(trial_id)
-            waiting = item is not None and item.lane is not None and item.lane[0] is not item
-            if waiting:
-                self._take_out(item, "cancelled")
-            ref = self._refs.get(trial_id)
-            if ref is None or waiting:
-                ref = None
-            else:
+            ref = None
+            if item is not None and item.lane is not None and item.lane[0] is not item:
+                self._take_out(item, "cancelled")  # waiting: its task never starts
+            elif trial_id in self._refs:
+                ref = self._refs[trial_id]
                 self._ending[trial_id] = "cancelled"
         self._watch()
         if ref is not None:

@@ -167,21 +167,20 @@ class HttpReporter:
         """Send one queued item (on the process's sender thread)."""
         if kind == "flushed":
             payload.set()
-        elif kind == "held":
+        elif kind in ("held", "start"):  # a message that waited its turn, if still waiting
             with self._lock:
-                held, self._held = self._held, None
+                if kind == "held":
+                    waiting, self._held = self._held, None
+                else:
+                    waiting, self._held_start = self._held_start, None
                 self._last_sent = time.monotonic()
-            if held is not None and not self._dropping:
-                self._send_report(held)
+            if waiting is not None and not self._dropping:
+                send = self._send_report if kind == "held" else self._send_heartbeat
+                send(waiting)
         elif kind == "heartbeat":
             self._send_heartbeat(payload)
         elif kind == "keepalive":
             self._keep_alive()
-        elif kind == "start":
-            with self._lock:
-                start, self._held_start = self._held_start, None
-            if start is not None and not self._dropping:
-                self._send_heartbeat(start)
         elif not self._dropping:
             self._send_report(payload)
 

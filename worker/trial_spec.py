@@ -76,6 +76,10 @@ class TrialSpec:
         return asdict(self)
 
 
+# The state of a trial taken back before it started (it waited in a lane behind another).
+WITHDRAWN = "withdrawn"
+
+
 @dataclass
 class TrialResult:
     """How a trial ended.
