@@ -587,8 +587,8 @@ class Scheduler:
 
     def _lanes_of(self, sweep: Sweep, method: SearchMethod | None = None) -> int:
         """How many lanes the sweep's trials run in: `parallelism` when its method suggests
-        ahead and the executor has lanes (each slot's next trial then waits in Ray, ready to
-        start the moment the slot frees), else 0 (each trial launched when a slot frees)."""
+        ahead and the executor has lanes (each slot's next trial then waits in the executor,
+        submitted the moment the slot frees), else 0 (each trial launched when a slot frees)."""
         lanes = self._lanes.get(sweep.id)
         if lanes is None:
             method = method or self.method_for(sweep)

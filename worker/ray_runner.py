@@ -40,11 +40,8 @@ WORKER_LOST_ERRORS = (
 )
 
 
-def run_trial_task(spec: dict[str, Any], after: Any = None) -> dict[str, Any]:
-    """What the Ray task does: run one trial, turning its exceptions into a failed result.
-
-    `after` is the result of the trial this one waits for (`RayTrialExecutor` lanes): Ray
-    starts the task only once that trial has ended. Its value is not used."""
+def run_trial_task(spec: dict[str, Any]) -> dict[str, Any]:
+    """What the Ray task does: run one trial, turning its exceptions into a failed result."""
     # Imported here so the controller, which only launches tasks, never imports Keras.
     from worker.trial_runner import run_trial_safely
 
@@ -93,15 +90,14 @@ TrialStarted = Callable[[str], None]
 
 @dataclass(eq=False)
 class _Queued:
-    """A trial in a lane: the lane's head runs (or waits only for Ray's resources); each trial
-    behind it is a Ray task whose argument is the result of the trial ahead, so Ray starts it
-    the moment that one ends, without a round trip through the controller."""
+    """A trial launched into a lane. The lane's first trial runs (or waits only for Ray's
+    resources); the ones behind it are not submitted to Ray yet. The executor submits the next
+    one the moment Ray says the one ahead ended, before anything records that end."""
 
     spec: TrialSpec
     group: str
     on_done: TrialDone
     on_start: TrialStarted | None
-    ref: Any = None
     lane: list[_Queued] | None = None
 
 
@@ -115,11 +111,14 @@ class RayTrialExecutor:
     "withdrawn" when `withdraw` took it back before it started.
 
     Lanes: trials launched with a `group` (a sweep) run in that group's `lanes` lanes, one trial
-    at a time per lane. A trial launched into a busy lane waits in Ray behind the lane's running
-    trial (its task takes that trial's result as an argument) and starts the moment it ends,
-    with no round trip through the caller; at most `lanes` trials of the group run at once,
-    whatever the cluster's size. Should the trial ahead die, the one behind is submitted again
-    on its own, so it still runs.
+    at a time per lane. A trial launched into a busy lane waits in the executor behind the
+    lane's running trial and is submitted the moment Ray says that one ended, however it ended,
+    before the caller records the end; at most `lanes` trials of the group run at once,
+    whatever the cluster's size.
+
+    Waiting trials are held here rather than in Ray as tasks that take the trial ahead's result
+    as an argument: cancelling such a task in Ray 2.60 can crash the process that submitted it
+    (a failed reference-count check), and they would be taken back by cancelling.
 
     Args:
         address: Ray cluster address; None starts a local Ray (or uses `RAY_ADDRESS`).
@@ -133,13 +132,15 @@ class RayTrialExecutor:
         self._refs: dict[str, ray.ObjectRef] = {}
         self._specs: dict[str, TrialSpec] = {}
         self._timers: dict[str, threading.Timer] = {}
-        self._ending: dict[str, str] = {}  # trial id -> "cancelled" | "timeout" | "withdrawn"
+        self._ending: dict[str, str] = {}  # trial id -> "cancelled" | "timeout"
         self._queued: dict[str, _Queued] = {}  # trials launched into lanes, by id
-        self._lanes: dict[str, list[list[_Queued]]] = {}  # group -> its lanes, head first
-        self._unwatched: list[tuple[_Queued, ray.ObjectRef]] = []  # see `_watch`
+        self._lanes: dict[str, list[list[_Queued]]] = {}  # group -> its lanes, running first
         self._lock = threading.Lock()
-        self._ended: queue.SimpleQueue = queue.SimpleQueue()  # see `_when_done`
-        threading.Thread(target=self._handle_ended, name="ktsweep-trial-ends", daemon=True).start()
+        # Two threads of the executor's own; see `_when_done`.
+        self._lane_ends: queue.SimpleQueue = queue.SimpleQueue()
+        self._ended: queue.SimpleQueue = queue.SimpleQueue()
+        for name, work in (("ktsweep-lanes", self._lane_ends), ("ktsweep-trials", self._ended)):
+            threading.Thread(target=self._serve, args=(work,), name=name, daemon=True).start()
 
     def start(self) -> None:
         ensure_ray(self.address)
@@ -157,7 +158,7 @@ class RayTrialExecutor:
 
         With `group` and `lanes`, the trial goes to the group's first idle lane, or else waits
         behind the running trial of the lane with the shortest queue; `on_start(trial_id)` runs
-        when a trial that waited starts.
+        when a trial that waited starts, before the end of the one ahead is recorded.
 
         Returns:
             True when the trial starts now (Ray may still wait for free resources), False when
@@ -165,12 +166,9 @@ class RayTrialExecutor:
         """
         self.start()
         if group is None or lanes <= 0:
-            ref = self._submit(spec, None)
             with self._lock:
-                self._track(spec, ref)
-                self._ending.pop(spec.trial_id, None)
-                self._start_timer(spec)
-            self._when_done(ref, self._finished, spec.trial_id, on_done)
+                ref = self._submit(spec)
+            self._when_done(ref, self._ended, self._finished, spec.trial_id, on_done)
             return True
         item = _Queued(spec, group, on_done, on_start)
         with self._lock:
@@ -181,12 +179,16 @@ class RayTrialExecutor:
             item.lane = lane
             lane.append(item)
             self._queued[spec.trial_id] = item
-            self._ending.pop(spec.trial_id, None)
-            self._submit_queued(item, lane[-2].ref if len(lane) > 1 else None)
             started = lane[0] is item
+            ref = None
             if started:
-                self._start_timer(spec)
-        self._watch()
+                try:
+                    ref = self._submit(spec)
+                except Exception:
+                    self._take_out(item)
+                    raise
+        if ref is not None:
+            self._when_done(ref, self._lane_ends, self._lane_ended, item)
         return started
 
     def has_idle_lane(self, group: str, lanes: int) -> bool:
@@ -197,60 +199,86 @@ class RayTrialExecutor:
 
     def withdraw(self, group: str) -> list[str]:
         """Take back every trial of `group` still waiting behind another in its lane: each
-        ends "withdrawn" (or, where it had just started, as it ends). Returns their ids."""
-        withdrawn = []
+        ends "withdrawn" without ever starting. Returns their ids."""
         with self._lock:
-            for lane in self._lanes.get(group, []):
-                for item in lane[1:]:
-                    withdrawn.append(self._take_out(item, WITHDRAWN))
-        self._watch()
-        return withdrawn
+            waiting = [item for lane in self._lanes.get(group, []) for item in lane[1:]]
+            for item in waiting:
+                self._take_out(item)
+        for item in waiting:
+            result = TrialResult(trial_id=item.spec.trial_id, state=WITHDRAWN)
+            self._ended.put((self._end_unstarted, (item, result), None, time.time()))
+        return [item.spec.trial_id for item in waiting]
 
-    def _submit(self, spec: TrialSpec, after: ray.ObjectRef | None) -> ray.ObjectRef:
+    def _submit(self, spec: TrialSpec) -> ray.ObjectRef:
+        """Submit the trial's task and start its timeout (the lock is held)."""
         task = trial_task(run_trial_task, spec.resources, self.fresh_process)
-        if after is None:
-            return task.remote(spec.to_dict())
-        return task.remote(spec.to_dict(), after)
+        ref = task.remote(spec.to_dict())
+        self._refs[spec.trial_id] = ref
+        self._specs[spec.trial_id] = spec
+        self._ending.pop(spec.trial_id, None)
+        self._start_timer(spec)
+        return ref
 
-    def _submit_queued(self, item: _Queued, after: ray.ObjectRef | None) -> None:
-        """Submit `item` (again) behind `after`; the lock is held. Its earlier task, if any, is
-        forgotten: the trial ahead of it failed, so Ray fails that task without running it."""
-        ref = self._submit(item.spec, after)
-        item.ref = ref
-        self._track(item.spec, ref)
-        self._unwatched.append((item, ref))
+    def _when_done(self, ref: ray.ObjectRef, to: queue.SimpleQueue, handler, *args: Any) -> None:
+        """Run `handler(*args, future, ended_at)` on one of the executor's threads once `ref`'s
+        task ends (`ended_at`: when Ray said so, Unix time).
 
-    def _watch(self) -> None:
-        """Call `_lane_finished` when each task submitted under the lock ends: registered with
-        the lock released, since a task that has already ended calls back at once."""
-        with self._lock:
-            unwatched, self._unwatched = self._unwatched, []
-        for item, ref in unwatched:
-            self._when_done(ref, self._lane_finished, item, ref)
-
-    def _when_done(self, ref: ray.ObjectRef, handler: Callable[..., None], *args: Any) -> None:
-        """Run `handler(*args, future, ended_at)` on the executor's own thread once `ref`'s task
-        ends (`ended_at`: when Ray said so, Unix time).
-
-        Ray calls a future's callbacks on the thread that also submits the tasks waiting on it:
-        recording a result there (a database commit) would hold back the start of the next
-        trial in the lane. So the callback only queues the work.
+        Ray calls a future's callbacks on its own thread, which also submits tasks: recording a
+        result there (a database commit) would hold back the trials submitted meanwhile. So the
+        callback only queues the work. A lane's end goes to `_lane_ended` on one thread, which
+        submits the lane's next trial at once; every start and end is then recorded on another.
         """
-        ref.future().add_done_callback(
-            lambda future: self._ended.put((handler, args, future, time.time()))
-        )
+        ref.future().add_done_callback(lambda future: to.put((handler, args, future, time.time())))
 
-    def _handle_ended(self) -> None:
+    def _lane_ended(self, item: _Queued, future, ended_at: float) -> None:
+        """A lane's running trial ended: submit the next one, then queue the recording."""
+        with self._lock:
+            lane = item.lane
+            if lane is not None:
+                lane.remove(item)
+                item.lane = None
+            self._queued.pop(item.spec.trial_id, None)
+            self._start_next(lane or [], ended_at)
+            self._forget_empty_lanes(item.group)
+        self._ended.put((self._finished, (item.spec.trial_id, item.on_done), future, ended_at))
+
+    def _start_next(self, lane: list[_Queued], ended_at: float) -> None:
+        """Submit the first trial waiting in `lane` (the lock is held). One that Ray refuses
+        ends "failed" with Ray's error, and the next one is tried."""
+        while lane:
+            head = lane[0]
+            try:
+                ref = self._submit(head.spec)
+            except Exception as exc:
+                self._take_out(head)
+                error = f"{type(exc).__name__}: {exc}"
+                result = TrialResult(trial_id=head.spec.trial_id, state="failed", error=error)
+                self._ended.put((self._end_unstarted, (head, result), None, ended_at))
+                continue
+            self._ended.put((self._started, (head,), None, ended_at))
+            # Fine under the lock: the callback, even one run at once, only queues the end.
+            self._when_done(ref, self._lane_ends, self._lane_ended, head)
+            return
+
+    def _serve(self, work: queue.SimpleQueue) -> None:
         while True:
-            handler, args, future, ended_at = self._ended.get()
+            handler, args, future, ended_at = work.get()
             try:
                 handler(*args, future, ended_at)
             except Exception:
-                log.exception("handling the end of a trial's task failed")
+                log.exception("handling the start or end of a trial failed")
 
-    def _track(self, spec: TrialSpec, ref: ray.ObjectRef) -> None:
-        self._refs[spec.trial_id] = ref
-        self._specs[spec.trial_id] = spec
+    def _started(self, item: _Queued, _future, _ended_at: float) -> None:
+        if item.on_start is not None:
+            item.on_start(item.spec.trial_id)
+
+    def _end_unstarted(self, item: _Queued, result: TrialResult, _future, _ended_at) -> None:
+        item.on_done(item.spec.trial_id, result)
+
+    def _forget_empty_lanes(self, group: str) -> None:
+        group_lanes = self._lanes.get(group)
+        if group_lanes is not None and not any(group_lanes):
+            del self._lanes[group]
 
     def _start_timer(self, spec: TrialSpec) -> None:
         if not spec.timeout_s:
@@ -260,53 +288,12 @@ class RayTrialExecutor:
         self._timers[spec.trial_id] = timer
         timer.start()
 
-    def _take_out(self, item: _Queued, ending: str) -> str:
-        """Take a waiting trial out of its lane and cancel its task (lock held); the trials
-        behind it are submitted again behind the one ahead of it."""
-        lane = item.lane
-        index = lane.index(item)
-        lane.remove(item)
+    def _take_out(self, item: _Queued) -> None:
+        """Take a waiting trial out of its lane (the lock is held)."""
+        item.lane.remove(item)
         item.lane = None
-        self._ending[item.spec.trial_id] = ending
-        self._chain_again(lane, index)
-        ray.cancel(item.ref)
-        return item.spec.trial_id
-
-    def _chain_again(self, lane: list[_Queued], index: int) -> None:
-        """Submit the trials of `lane` from `index` on again, each behind the one ahead of it
-        (the first on its own when `index` is 0): the task they waited on will never succeed,
-        so Ray fails their earlier tasks without running them."""
-        for position in range(index, len(lane)):
-            self._submit_queued(lane[position], lane[position - 1].ref if position else None)
-
-    def _lane_finished(self, item: _Queued, ref: ray.ObjectRef, future, ended_at: float) -> None:
-        started: list[_Queued] = []
-        with self._lock:
-            if item.ref is not ref:
-                return  # a task submitted again since: this one never ran
-            lane = item.lane
-            if lane is not None:
-                failed = future.exception() is not None
-                index = lane.index(item)
-                lane.remove(item)
-                item.lane = None
-                if failed:
-                    self._chain_again(lane, index)
-                if index == 0 and lane:
-                    started.append(lane[0])
-                    self._start_timer(lane[0].spec)
-            self._queued.pop(item.spec.trial_id, None)
-            group_lanes = self._lanes.get(item.group)
-            if group_lanes is not None and not any(group_lanes):
-                del self._lanes[item.group]  # the group's lanes are all empty
-        self._watch()
-        for head in started:
-            if head.on_start is not None:
-                try:
-                    head.on_start(head.spec.trial_id)
-                except Exception:
-                    log.exception("recording the start of trial %s failed", head.spec.trial_id)
-        self._finished(item.spec.trial_id, item.on_done, future, ended_at)
+        self._queued.pop(item.spec.trial_id, None)
+        self._forget_empty_lanes(item.group)
 
     def _finished(self, trial_id: str, on_done: TrialDone, future, ended_at: float) -> None:
         with self._lock:
@@ -332,8 +319,6 @@ class RayTrialExecutor:
         error = f"{type(exc).__name__}: {exc}"
         if ending == "cancelled":
             return TrialResult(trial_id=trial_id, state="cancelled")
-        if ending == WITHDRAWN:
-            return TrialResult(trial_id=trial_id, state=WITHDRAWN)
         if ending == "timeout":
             timeout = spec.timeout_s if spec else None
             return TrialResult(
@@ -370,13 +355,15 @@ class RayTrialExecutor:
         starts. It ends "cancelled"."""
         with self._lock:
             item = self._queued.get(trial_id)
-            ref = None
-            if item is not None and item.lane is not None and item.lane[0] is not item:
-                self._take_out(item, "cancelled")  # waiting: its task never starts
-            elif trial_id in self._refs:
-                ref = self._refs[trial_id]
+            waiting = item is not None and item.lane is not None and item.lane[0] is not item
+            if waiting:
+                self._take_out(item)
+            ref = None if waiting else self._refs.get(trial_id)
+            if ref is not None:
                 self._ending[trial_id] = "cancelled"
-        self._watch()
+        if waiting:
+            result = TrialResult(trial_id=trial_id, state="cancelled")
+            self._ended.put((self._end_unstarted, (item, result), None, time.time()))
         if ref is not None:
             ray.cancel(ref, force=True)
 

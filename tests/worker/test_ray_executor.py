@@ -195,3 +195,23 @@ def test_waiting_trials_can_be_cancelled_or_withdrawn_without_ever_starting(tmp_
     assert lane.started == []
     for spec in (cancelled, withdrawn):
         assert read_worker_info(spec.checkpoint_dir) is None  # its worker never ran it
+
+
+def test_taking_back_trials_the_moment_they_wait_leaves_the_process_running(tmp_path):
+    """Trials cancelled or withdrawn straight after they were launched behind another, round
+    after round. Waiting trials cancelled inside Ray (tasks whose argument is the result of the
+    trial ahead) crashed the launching process within a few rounds; they now never reach Ray."""
+    executor = RayTrialExecutor()
+    for round_ in range(12):
+        lane = Lane(executor, f"take-fast-{round_}", lanes=1)
+        head = quick_trial(tmp_path, f"fast-head-{round_}", epochs=1, epoch_s=0.3)
+        behind = [quick_trial(tmp_path, f"fast-{round_}-{n}", epoch_s=0.0) for n in (0, 1)]
+        assert [lane.launch(spec) for spec in (head, *behind)] == [True, False, False]
+        executor.cancel(behind[0].trial_id)
+        assert executor.withdraw(lane.group) == [behind[1].trial_id]
+
+        assert lane.result(head.trial_id).state == "completed"
+        assert lane.result(behind[0].trial_id).state == "cancelled"
+        assert lane.result(behind[1].trial_id).state == "withdrawn"
+        assert lane.started == []
+    assert executor.running == []
