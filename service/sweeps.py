@@ -28,6 +28,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
 
@@ -685,6 +686,25 @@ _READ_HISTORY = (
     .where(_reports.c.trial_id == bindparam("trial_id"))
     .order_by(_reports.c.step)
 )
+# On PostgreSQL the history comes in the trial's row, as a JSON array of [step, metrics]:
+# one round trip per detail instead of two.
+_HISTORY_ARRAY = (
+    select(
+        func.coalesce(
+            func.json_agg(
+                aggregate_order_by(
+                    func.json_build_array(_reports.c.step, _reports.c.metrics), _reports.c.step
+                )
+            ),
+            text("'[]'::json"),
+        )
+    )
+    .where(_reports.c.trial_id == _trials.c.id)
+    .scalar_subquery()
+)
+_READ_TRIAL_AND_HISTORY = select(*TRIAL_OUT_COLUMNS, _HISTORY_ARRAY).where(
+    _trials.c.id == bindparam("trial_id")
+)
 _READ_SPEC = select(Sweep.spec).where(Sweep.id == bindparam("sweep_id"))
 _OBJECTIVE, _NUMBER = _TRIAL_OUT_KEYS.index("objective"), _TRIAL_OUT_KEYS.index("number")
 
@@ -692,8 +712,17 @@ _OBJECTIVE, _NUMBER = _TRIAL_OUT_KEYS.index("objective"), _TRIAL_OUT_KEYS.index(
 Fetch = Callable[[Executable, dict[str, Any]], Awaitable[Sequence[Sequence[Any]]]]
 
 
-async def read_trial(fetch: Fetch, trial_id: str) -> tuple[dict[str, Any], Sequence[Any]]:
-    """A trial's row (TRIAL_OUT_COLUMNS) and its history rows (step, metrics) by step."""
+async def read_trial(
+    fetch: Fetch, trial_id: str, postgresql: bool = False
+) -> tuple[dict[str, Any], Sequence[Any]]:
+    """A trial's row (TRIAL_OUT_COLUMNS) and its history rows (step, metrics) by step; on
+    PostgreSQL (`postgresql=True`) in one statement."""
+    if postgresql:
+        rows = await fetch(_READ_TRIAL_AND_HISTORY, {"trial_id": trial_id})
+        if not rows:
+            raise _trial_not_found(trial_id)
+        *row, history = rows[0]
+        return dict(zip(_TRIAL_OUT_KEYS, row, strict=True)), history
     rows = await fetch(_READ_TRIAL, {"trial_id": trial_id})
     if not rows:
         raise _trial_not_found(trial_id)
@@ -702,11 +731,10 @@ async def read_trial(fetch: Fetch, trial_id: str) -> tuple[dict[str, Any], Seque
 
 
 async def warm_up_reads(fetch: Fetch) -> None:
-    """Run each hot read once, finding nothing, so the database has planned them all (see
-    `AsyncConnections.open`)."""
+    """Run each hot read of PostgreSQL once, finding nothing, so the database has planned them
+    all (see `AsyncConnections.open`)."""
     none = {"trial_id": "", "sweep_id": ""}
-    await fetch(_READ_TRIAL, none)
-    await fetch(_READ_HISTORY, none)
+    await fetch(_READ_TRIAL_AND_HISTORY, none)
     await fetch(_READ_SPEC, none)
     for maximize in (False, True):
         await fetch(_trial_page_query(False, "metric", maximize, None), {**none, "limit": 1})

@@ -156,6 +156,9 @@ def test_trial_reads_give_the_documents_of_the_schemas(api):
         finished_at=started.replace(microsecond=0),
     )
     with api.app_state.sessions() as session:
+        # Stored out of order: the history still comes by step.
+        session.add(TrialReport(trial_id=trial_id, step=2, metrics={"val_accuracy": 0.5}))
+        session.commit()
         session.add(TrialReport(trial_id=trial_id, step=1, metrics={"val_accuracy": 0, "x": None}))
         session.commit()
         trial = session.get(Trial, trial_id)

@@ -25,7 +25,9 @@ _FOUND = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
 async def get_trial(trial_id: str, request: Request):
     """A trial: hyperparameters, state, per-epoch metric history, W&B run link, error."""
 
-    row, history = await request.app.state.connections.read(store.read_trial, trial_id)
+    connections = request.app.state.connections
+    postgresql = connections.runs_statements_on_the_loop
+    row, history = await connections.read(store.read_trial, trial_id, postgresql)
     return FastJSONResponse(trial_detail_json(row, history))
 
 
