@@ -205,8 +205,7 @@ class RayTrialExecutor:
             for item in waiting:
                 self._take_out(item)
         for item in waiting:
-            result = TrialResult(trial_id=item.spec.trial_id, state=WITHDRAWN)
-            self._ended.put((self._end_unstarted, (item, result), None, time.time()))
+            self._end_unstarted(item, WITHDRAWN)
         return [item.spec.trial_id for item in waiting]
 
     def _submit(self, spec: TrialSpec) -> ray.ObjectRef:
@@ -233,12 +232,11 @@ class RayTrialExecutor:
     def _lane_ended(self, item: _Queued, future, ended_at: float) -> None:
         """A lane's running trial ended: submit the next one, then queue the recording."""
         with self._lock:
-            lane = item.lane
-            if lane is not None:
-                lane.remove(item)
-                item.lane = None
+            lane = item.lane  # a running trial stays in its lane until it ends
+            lane.remove(item)
+            item.lane = None
             self._queued.pop(item.spec.trial_id, None)
-            self._start_next(lane or [], ended_at)
+            self._start_next(lane, ended_at)
             self._forget_empty_lanes(item.group)
         self._ended.put((self._finished, (item.spec.trial_id, item.on_done), future, ended_at))
 
@@ -251,9 +249,7 @@ class RayTrialExecutor:
                 ref = self._submit(head.spec)
             except Exception as exc:
                 self._take_out(head)
-                error = f"{type(exc).__name__}: {exc}"
-                result = TrialResult(trial_id=head.spec.trial_id, state="failed", error=error)
-                self._ended.put((self._end_unstarted, (head, result), None, ended_at))
+                self._end_unstarted(head, "failed", error=f"{type(exc).__name__}: {exc}")
                 continue
             self._ended.put((self._started, (head,), None, ended_at))
             # Fine under the lock: the callback, even one run at once, only queues the end.
@@ -272,7 +268,13 @@ class RayTrialExecutor:
         if item.on_start is not None:
             item.on_start(item.spec.trial_id)
 
-    def _end_unstarted(self, item: _Queued, result: TrialResult, _future, _ended_at) -> None:
+    def _end_unstarted(self, item: _Queued, state: str, error: str | None = None) -> None:
+        """Queue the end of a trial that never started (its `on_done` runs on the recording
+        thread, like every other end)."""
+        result = TrialResult(trial_id=item.spec.trial_id, state=state, error=error)
+        self._ended.put((self._call_on_done, (item, result), None, time.time()))
+
+    def _call_on_done(self, item: _Queued, result: TrialResult, _future, _ended_at) -> None:
         item.on_done(item.spec.trial_id, result)
 
     def _forget_empty_lanes(self, group: str) -> None:
@@ -362,8 +364,7 @@ class RayTrialExecutor:
             if ref is not None:
                 self._ending[trial_id] = "cancelled"
         if waiting:
-            result = TrialResult(trial_id=trial_id, state="cancelled")
-            self._ended.put((self._end_unstarted, (item, result), None, time.time()))
+            self._end_unstarted(item, "cancelled")
         if ref is not None:
             ray.cancel(ref, force=True)
 
