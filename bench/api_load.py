@@ -38,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -95,7 +96,7 @@ def seed(database_url: str, trials: int) -> tuple[str, list[float]]:
     return sweep_id, costs
 
 
-async def client_loop(port, sweep_id, trials, deadline, results, errors, seed_value):
+async def client_loop(port, sweep_id, trials, deadline, results, errors, connections, seed_value):
     """One client: one keep-alive connection, requests back to back until `deadline`."""
     rng = random.Random(seed_value)
     steps: dict[int, int] = {}
@@ -105,6 +106,7 @@ async def client_loop(port, sweep_id, trials, deadline, results, errors, seed_va
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         _, payload = await read_response(reader)
         pid = json.loads(payload)["pid"]
+        connections[pid] += 1
         while time.monotonic() < deadline:
             number = rng.randrange(trials)
             roll = rng.random()
@@ -152,6 +154,42 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
         if name.strip().lower() == b"content-length":
             length = int(value)
     return status, await reader.readexactly(length)
+
+
+def cpu_times() -> dict[str, float] | None:
+    """CPU seconds used so far, by kind of process on this machine (Linux's /proc), or None."""
+    if not Path("/proc/stat").exists():
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    used: collections.Counter = collections.Counter()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        used[process_kind(command, stat)] += (int(fields[11]) + int(fields[12])) / tick
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    used["(idle)"] = (fields[3] + fields[4]) / tick
+    used["(interrupts)"] = (fields[5] + fields[6]) / tick  # not counted in any process
+    return used
+
+
+def process_kind(command: str, stat: str) -> str:
+    if "service.cli serve" in command:
+        return "API leader"
+    if "spawn_main" in command:
+        return "API follower"
+    if "bench/api_load.py" in command:
+        return "clients"
+    if command.startswith("postgres") or "(postgres)" in stat:
+        return "PostgreSQL"
+    if "ray" in command:
+        return "Ray"
+    return "other"
 
 
 def client_loop_factory():
@@ -209,6 +247,7 @@ def main() -> None:
             "KTSWEEP_DATABASE_URL": database_url,
             "KTSWEEP_ARTIFACT_DIR": str(workdir),
         }
+        server_log = workdir / "serve.log"
         server = subprocess.Popen(
             [
                 sys.executable,
@@ -224,7 +263,7 @@ def main() -> None:
             cwd=REPO,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=server_log.open("w"),
         )
         deadline = time.monotonic() + 600  # it first relaunches every running trial
         pids: set[int] = set()
@@ -237,17 +276,23 @@ def main() -> None:
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("the controller did not become ready")
+                raise RuntimeError(
+                    "the controller did not become ready; the end of its log:\n"
+                    + server_log.read_text(errors="replace")[-3000:]
+                )
             time.sleep(0.2)
 
         results: list[tuple[str, float, bool, float, int]] = []
         errors: collections.Counter = collections.Counter()
+        connections: collections.Counter = collections.Counter()  # per API process
         end = time.monotonic() + args.warmup + args.duration
 
         async def run_clients():
             await asyncio.gather(
                 *(
-                    client_loop(port, sweep_id, args.trials, end, results, errors, seed_value)
+                    client_loop(
+                        port, sweep_id, args.trials, end, results, errors, connections, seed_value
+                    )
                     for seed_value in range(args.clients)
                 )
             )
@@ -256,8 +301,13 @@ def main() -> None:
         started = time.monotonic()
         # uvloop, as the controller uses: the clients then take less of the cores they share
         # with the controller they measure.
+        cpu_at: list[dict[str, float] | None] = []
+        timer = threading.Timer(args.warmup, lambda: cpu_at.append(cpu_times()))
+        timer.start()
         with asyncio.Runner(loop_factory=client_loop_factory()) as runner:
             runner.run(run_clients())
+        timer.cancel()
+        cpu_at.append(cpu_times())
         elapsed = time.monotonic() - started - args.warmup
         # The seeded trials wait in Ray's queue the whole time (those beyond the sweep's
         # parallelism as `pending`, in its lanes, which still take reports): any that left
@@ -325,14 +375,26 @@ def main() -> None:
     for _, ms, _, _, pid in results:
         by_process[pid].append(ms)
     if len(by_process) > 1:
+        print("by API process (the leader schedules too; the kernel placed the connections):")
+        for pid, latencies in sorted(by_process.items(), key=lambda item: -len(item[1])):
+            role = "leader  " if pid == server.pid else "follower"
+            print(
+                f"  {role} {connections[pid]:3d} connections  {len(latencies):6d} requests  "
+                f"p50 {percentile(latencies, 50):5.1f} ms  p99 {percentile(latencies, 99):5.1f} ms"
+            )
+    print(f"reports accepted per second: {reports_ok / elapsed:.0f}")
+    if len(cpu_at) == 2 and None not in cpu_at:
+        before, after = cpu_at
+        seconds = os.cpu_count() * elapsed
+        shares = {kind: (after[kind] - before.get(kind, 0)) / seconds for kind in after}
         print(
-            "by API process: "
+            f"CPU while measured, share of the machine's {os.cpu_count()} cores: "
             + ", ".join(
-                f"{len(v)} requests p99 {percentile(v, 99):.1f} ms"
-                for v in sorted(by_process.values(), key=len, reverse=True)
+                f"{kind} {share:.0%}"
+                for kind, share in sorted(shares.items(), key=lambda item: -item[1])
+                if share >= 0.005
             )
         )
-    print(f"reports accepted per second: {reports_ok / elapsed:.0f}")
     for trial_id, state, error in left:
         reason = (error or "").strip()[-600:]
         print(f"  trial {trial_id} left `running` (or `pending`): {state}: {reason}")

@@ -142,7 +142,7 @@ def _serve_processes(settings, host: str, port: int) -> None:
 
     from service import processes
     from service.app import create_app
-    from service.http_protocol import HTTP_PROTOCOL
+    from service.balancer import ConnectionBalancer, balanced_protocol, balanced_server
     from service.observability import ReportCount
 
     try:
@@ -158,13 +158,24 @@ def _serve_processes(settings, host: str, port: int) -> None:
     socket_path = os.path.join(folder, "leader.sock")
     context = multiprocessing.get_context("spawn")
     slots = [context.Value("Q", 0) for _ in range(settings.api_processes)]
+    connections = context.Array("q", settings.api_processes)  # held by each process
     # Built before any follower starts: it brings the schema up to date and makes the secret.
     app = create_app(settings, report_count=ReportCount(slots, 0), internal_token=token)
     sockets = [processes.bind_tcp(host, port), processes.bind_unix(socket_path)]
     followers = [
         context.Process(
             target=processes.run_follower,
-            args=(settings.model_dump(), host, port, socket_path, token, slots, index, os.getpid()),
+            args=(
+                settings.model_dump(),
+                host,
+                port,
+                socket_path,
+                token,
+                slots,
+                connections,
+                index,
+                os.getpid(),
+            ),
             name=f"ktsweep-api-{index}",
             daemon=True,
         )
@@ -173,10 +184,14 @@ def _serve_processes(settings, host: str, port: int) -> None:
     for follower in followers:
         follower.start()
     try:
+        balancer = ConnectionBalancer(connections, 0, folder)
         config = uvicorn.Config(
-            app, log_level="info", access_log=settings.access_log, http=HTTP_PROTOCOL
+            app,
+            log_level="info",
+            access_log=settings.access_log,
+            http=balanced_protocol(balancer),
         )
-        uvicorn.Server(config).run(sockets=sockets)
+        balanced_server(config, balancer).run(sockets=sockets)
     finally:
         for follower in followers:
             follower.terminate()

@@ -2,7 +2,8 @@
 
 One Python process serves about a core's worth of requests. `ktsweep serve --processes N`
 (or `KTSWEEP_API_PROCESSES=N`) starts N processes that all listen on the same port (the kernel
-spreads connections over them, `SO_REUSEPORT`):
+spreads new connections over them, `SO_REUSEPORT`, and `service.balancer` evens out what it
+spreads: each connection ends up on the process holding fewest):
 
 - the **leader** runs the whole controller: the API, the scheduler, the Ray driver;
 - each **follower** serves what needs no scheduler itself, straight from the database: every
@@ -249,15 +250,19 @@ def run_follower(
     socket_path: str,
     token: str,
     report_slots: list,
+    connections: Any,
     index: int,
     parent_pid: int,
 ) -> None:
-    """A follower process's main: serve the API on host:port until the leader's process ends."""
+    """A follower process's main: serve the API on host:port until the leader's process ends.
+
+    `connections` counts the connections each process holds (`service.balancer`); those handed
+    to this process arrive in the folder of the leader's socket."""
     import uvicorn
 
     from service.app import create_app
+    from service.balancer import ConnectionBalancer, balanced_protocol, balanced_server
     from service.config import Settings
-    from service.http_protocol import HTTP_PROTOCOL
     from service.observability import ReportCount, configure_logging
 
     configure_logging()
@@ -276,7 +281,8 @@ def run_follower(
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch_parent, name="ktsweep-watch-leader", daemon=True).start()
+    balancer = ConnectionBalancer(connections, index, os.path.dirname(socket_path))
     config = uvicorn.Config(
-        app, log_level="info", access_log=settings.access_log, http=HTTP_PROTOCOL
+        app, log_level="info", access_log=settings.access_log, http=balanced_protocol(balancer)
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    balanced_server(config, balancer).run(sockets=[sock])

@@ -1,8 +1,10 @@
-"""`ktsweep serve` with two processes for real: both answer on one port, a digits sweep runs
-through them, reports are counted across them, and the follower ends with the leader."""
+"""`ktsweep serve` with two processes for real: both answer on one port, connections held open
+end up even over them, a digits sweep runs through them, reports are counted across them, and
+the follower ends with the leader."""
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 import signal
@@ -31,6 +33,16 @@ def test_two_processes_share_the_port_and_run_a_sweep(tmp_path):
         assert wait_for(both_answered, timeout_s=120), roles
         assert sorted(roles.values()) == ["follower", "scheduler"], roles
         follower_pid = next(pid for pid, role in roles.items() if role == "follower")
+
+        # Connections held open end up even over the two, wherever the kernel put them.
+        clients = [httpx.Client(base_url=server.url) for _ in range(10)]
+        try:
+            pids = [c.get("/healthz").json()["pid"] for c in clients]
+            assert sorted(collections.Counter(pids).values()) == [5, 5], pids
+            assert [c.get("/healthz").json()["pid"] for c in clients] == pids  # keep-alive
+        finally:
+            for c in clients:
+                c.close()
 
         spec = yaml.safe_load((REPO / "examples" / "digits" / "sweep.yaml").read_text())
         spec.update(name="two-processes", run_cap=4, parallelism=2)
