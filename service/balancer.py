@@ -30,6 +30,8 @@ from service.http_protocol import HTTP_PROTOCOL
 
 log = logging.getLogger(__name__)
 
+_PUBLIC_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+
 
 class ConnectionBalancer:
     """One API process's side of the balancing: counts, hands off, takes over.
@@ -188,14 +190,18 @@ def balanced_protocol(balancer: ConnectionBalancer) -> Any:
         def __init__(self, *args, adopted: bool = False, **kwargs):
             super().__init__(*args, **kwargs)
             self._adopted = adopted  # handed over by another process, counted there
+            self._counted = adopted
             self._handed_off = False
 
         def connection_made(self, transport) -> None:  # type: ignore[override]
-            if not self._adopted:
+            sock = transport.get_extra_info("socket")
+            # Only the public port's connections: the leader's private Unix socket is its own.
+            if not self._adopted and getattr(sock, "family", None) in _PUBLIC_FAMILIES:
+                self._counted = True
                 target = balancer.place()
                 if target != balancer.index:
                     transport.pause_reading()  # not a byte read here: the other reads it all
-                    if balancer.hand_off(transport.get_extra_info("socket"), target):
+                    if balancer.hand_off(sock, target):
                         self._handed_off = True
                         transport.abort()  # closes this process's descriptor only
                         return
@@ -205,7 +211,8 @@ def balanced_protocol(balancer: ConnectionBalancer) -> Any:
         def connection_lost(self, exc) -> None:
             if self._handed_off:
                 return
-            balancer.released()
+            if self._counted:
+                balancer.released()
             super().connection_lost(exc)
 
     BalancedHttpProtocol.__name__ = BalancedHttpProtocol.__qualname__ = "BalancedHttpProtocol"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import json
 import multiprocessing
+import os
 import socket
 import threading
 from contextlib import ExitStack, contextmanager
@@ -18,7 +19,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 
 from service.balancer import ConnectionBalancer, balanced_protocol, balanced_server
-from service.processes import bind_tcp
+from service.processes import bind_tcp, bind_unix
 from tests.waiting import wait_for
 
 
@@ -45,9 +46,9 @@ def serving(index: int, port: int, counts, folder: str):
         make_app(f"server-{index}"), log_level="warning", http=balanced_protocol(balancer)
     )
     server = balanced_server(config, balancer)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [bind_tcp("127.0.0.1", port)]}, daemon=True
-    )
+    # Like the leader's, a private Unix socket beside the shared port.
+    sockets = [bind_tcp("127.0.0.1", port), bind_unix(os.path.join(folder, f"private-{index}"))]
+    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
     thread.start()
     try:
         assert wait_for(lambda: server.started, timeout_s=30)
@@ -157,8 +158,14 @@ def test_a_server_that_cannot_take_a_connection_leaves_it_where_it_landed(group)
         assert first.handed_off == 0
 
         # Once it runs, it takes every new connection until it holds as many, wherever the
-        # kernel puts them: those put on server 0 are handed over.
+        # kernel puts them: those put on server 0 are handed over. Not those on server 0's
+        # private socket: they are not the public port's.
         _, _, (second,) = group([1])
+        with socket.socket(socket.AF_UNIX) as private:
+            private.connect(os.path.join(first.folder, "private-0"))
+            send(private, "GET", "/who")
+            assert answer(private)["server"] == "server-0"
+            assert list(counts) == [6, 0]
         fresh = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
         connections += fresh
         for sock in fresh:
