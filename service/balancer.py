@@ -125,7 +125,11 @@ class ConnectionBalancer:
         path = self.channel_path(self.index)
         if os.path.exists(path):
             os.unlink(path)  # left by an earlier process of this index
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        except (AttributeError, OSError) as exc:  # a system without them: connections stay put
+            log.warning("API processes cannot pass connections to this one here: %r", exc)
+            return
         listener.bind(path)
         listener.listen(64)
         listener.setblocking(False)
