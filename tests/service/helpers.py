@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 from contextlib import contextmanager
 from datetime import datetime
@@ -77,3 +78,26 @@ def store_sweep(
             )
         session.commit()
         return sweep
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One whole response with a Content-Length, read off a keep-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += receive(sock, data)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += receive(sock, data + body)
+    return head + b"\r\n\r\n" + body
+
+
+def receive(sock: socket.socket, so_far: bytes) -> bytes:
+    chunk = sock.recv(65536)
+    if not chunk:
+        raise ConnectionError(f"the connection closed before a whole response: {so_far[:300]!r}")
+    return chunk

@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 
 from service.balancer import ConnectionBalancer, balanced_protocol, balanced_server
 from service.processes import bind_tcp, bind_unix
+from tests.service.helpers import read_response
 from tests.waiting import wait_for
 
 
@@ -83,20 +84,8 @@ def send(sock: socket.socket, method: str, path: str, body: bytes = b"") -> None
 
 def answer(sock: socket.socket) -> dict:
     """The JSON body of one response read off a keep-alive connection."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"the connection closed before an answer: {data!r}"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+    head, _, body = read_response(sock).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200"), head
-    length = next(
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    while len(body) < length:
-        body += sock.recv(65536)
     return json.loads(body)
 
 

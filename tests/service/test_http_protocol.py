@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 
 from service.http_protocol import HTTP_PROTOCOL, HeadHoldingTransport
+from tests.service.helpers import read_response
 
 pytestmark = pytest.mark.skipif(isinstance(HTTP_PROTOCOL, str), reason="httptools is not installed")
 
@@ -101,22 +102,6 @@ def server():
     writes: list[bytes] = []
     with served(writes) as (port, second_chunk):
         yield port, writes, second_chunk
-
-
-def read_response(sock: socket.socket) -> bytes:
-    """One whole response with a Content-Length, read off a keep-alive connection."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += sock.recv(65536) or b""
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    while len(body) < length:
-        body += sock.recv(65536)
-    return head + b"\r\n\r\n" + body
 
 
 def test_a_response_leaves_in_one_write_and_reads_as_before(server):
