@@ -9,7 +9,8 @@ about evenly, so the process holding more connections answers each of them later
 one with 17, in the same run.
 
 Here the process the kernel picked counts the connection against every process's count (shared
-memory, under one lock) the moment it accepts it, before reading a byte. When another process
+memory, under a file lock, which a process killed while holding it lets go of) the moment it
+accepts it, before reading a byte. When another process
 holds fewer, it passes the socket's file descriptor to that process over a private Unix socket
 (`SCM_RIGHTS`), which serves the connection as if it had accepted it. The client sees nothing.
 Where the hand-off cannot be made (the other process is starting, stopped, or its channel is
@@ -20,10 +21,12 @@ from __future__ import annotations
 
 import array
 import asyncio
+import fcntl
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from service.http_protocol import HTTP_PROTOCOL
@@ -38,7 +41,7 @@ class ConnectionBalancer:
 
     Args:
         counts: Connections held by each process, shared by all of them: a
-            `multiprocessing` `Array("q", processes)` (it carries the lock).
+            `multiprocessing` `RawArray("q", processes)`.
         index: This process's place in `counts`.
         folder: A folder only this user can read, where each process listens for the
             connections handed to it.
@@ -46,7 +49,7 @@ class ConnectionBalancer:
     Example (one per process, as `ktsweep serve --processes N` does):
 
     ```python
-    counts = multiprocessing.get_context("spawn").Array("q", 2)
+    counts = multiprocessing.get_context("spawn").RawArray("q", 2)
     balancer = ConnectionBalancer(counts, index=0, folder=private_folder)
     config = uvicorn.Config(app, http=balanced_protocol(balancer))
     BalancedServer(config, balancer).run(sockets=[shared_socket])
@@ -57,6 +60,9 @@ class ConnectionBalancer:
         self.counts = counts
         self.index = index
         self.folder = folder
+        # Changes to `counts` take turns on this file's lock, which the kernel lets go of if
+        # its holder dies (a process lock would stay taken, and every accept wait on it).
+        self._lock = os.open(os.path.join(folder, "connections.lock"), os.O_RDWR | os.O_CREAT)
         self._channels: dict[int, socket.socket] = {}  # to the other processes, opened lazily
         self._listener: socket.socket | None = None
         self._incoming: set[socket.socket] = set()
@@ -67,20 +73,28 @@ class ConnectionBalancer:
     def channel_path(self, index: int) -> str:
         return os.path.join(self.folder, f"connections-{index}.sock")
 
+    @contextmanager
+    def _counting(self) -> Iterator[Any]:
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        try:
+            yield self.counts
+        finally:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+
     def place(self) -> int:
         """The process that keeps a connection this one just accepted, counted there."""
-        with self.counts.get_lock():
+        with self._counting() as counts:
             target = self.index
-            for index, held in enumerate(self.counts):
-                if held < self.counts[target]:
+            for index, held in enumerate(counts):
+                if held < counts[target]:
                     target = index
-            self.counts[target] += 1
+            counts[target] += 1
         return target
 
     def released(self) -> None:
         """A connection this process held has closed."""
-        with self.counts.get_lock():
-            self.counts[self.index] -= 1
+        with self._counting() as counts:
+            counts[self.index] -= 1
 
     def hand_off(self, sock: Any, target: int) -> bool:
         """Pass the socket `sock` (its file descriptor) to process `target`, which `place`
@@ -110,9 +124,9 @@ class ConnectionBalancer:
                 broken.close()
             elif broken is not None:
                 self._channels[target] = broken
-            with self.counts.get_lock():
-                self.counts[target] -= 1
-                self.counts[self.index] += 1
+            with self._counting() as counts:
+                counts[target] -= 1
+                counts[self.index] += 1
             log.debug("kept a connection meant for API process %d: %r", target, exc)
             return False
         return True

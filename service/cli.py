@@ -158,7 +158,7 @@ def _serve_processes(settings, host: str, port: int) -> None:
     socket_path = os.path.join(folder, "leader.sock")
     context = multiprocessing.get_context("spawn")
     slots = [context.Value("Q", 0) for _ in range(settings.api_processes)]
-    connections = context.Array("q", settings.api_processes)  # held by each process
+    connections = context.RawArray("q", settings.api_processes)  # held by each process
     # Built before any follower starts: it brings the schema up to date and makes the secret.
     app = create_app(settings, report_count=ReportCount(slots, 0), internal_token=token)
     sockets = [processes.bind_tcp(host, port), processes.bind_unix(socket_path)]

@@ -10,7 +10,10 @@ import collections
 import json
 import multiprocessing
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from contextlib import ExitStack, contextmanager
 
@@ -65,7 +68,7 @@ def group(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    counts = multiprocessing.get_context("spawn").Array("q", 2)
+    counts = multiprocessing.get_context("spawn").RawArray("q", 2)
     with ExitStack() as stack:
 
         def start(indexes):
@@ -166,3 +169,36 @@ def test_a_server_that_cannot_take_a_connection_leaves_it_where_it_landed(group)
         for sock in connections:
             sock.close()
     assert wait_for(lambda: list(counts) == [0, 0], timeout_s=10), list(counts)
+
+
+def test_a_process_killed_while_counting_does_not_stop_the_others(tmp_path):
+    counts = multiprocessing.get_context("spawn").RawArray("q", 2)
+    balancer = ConnectionBalancer(counts, 0, str(tmp_path))
+    # Another API process takes the count's lock and dies holding it (SIGKILL: no clean-up).
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({os.path.join(str(tmp_path), 'connections.lock')!r}, os.O_RDWR)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "time.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        placed: list[int] = []
+        counting = threading.Thread(target=lambda: placed.append(balancer.place()), daemon=True)
+        counting.start()
+        counting.join(timeout=0.5)
+        assert placed == []  # it waits its turn while the other holds the lock
+        os.kill(holder.pid, signal.SIGKILL)
+        counting.join(timeout=30)
+        assert placed == [0]
+        assert list(counts) == [1, 0]
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
