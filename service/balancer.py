@@ -8,13 +8,13 @@ about evenly, so the process holding more connections answers each of them later
 `bench/api_load.py` measured p99 60.9 ms on the process with 33 connections and 30.7 ms on the
 one with 17, in the same run.
 
-Here the process the kernel picked counts the connection against every process's count (shared
-memory, under a file lock, which a process killed while holding it lets go of) the moment it
-accepts it, before reading a byte. When another process
-holds fewer, it passes the socket's file descriptor to that process over a private Unix socket
-(`SCM_RIGHTS`), which serves the connection as if it had accepted it. The client sees nothing.
-Where the hand-off cannot be made (the other process is starting, stopped, or its channel is
-full), the process keeps the connection itself.
+Here the process the kernel picked counts the connection the moment it accepts it, before
+reading a byte, in a table the processes share (changed under a file lock, which the kernel lets
+go of if its holder is killed). When another process holds fewer, it passes the socket's file
+descriptor to that process over a private Unix socket (`SCM_RIGHTS`), which serves the
+connection as if it had accepted it. The client sees nothing. Where the hand-off cannot be made
+(the other process is starting, stopped, or its channel is full), the process keeps the
+connection itself.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class ConnectionBalancer:
     counts = multiprocessing.get_context("spawn").RawArray("q", 2)
     balancer = ConnectionBalancer(counts, index=0, folder=private_folder)
     config = uvicorn.Config(app, http=balanced_protocol(balancer))
-    BalancedServer(config, balancer).run(sockets=[shared_socket])
+    balanced_server(config, balancer).run(sockets=[shared_socket])
     ```
     """
 
