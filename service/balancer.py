@@ -51,8 +51,7 @@ class ConnectionBalancer:
     ```python
     counts = multiprocessing.get_context("spawn").RawArray("q", 2)
     balancer = ConnectionBalancer(counts, index=0, folder=private_folder)
-    config = uvicorn.Config(app, http=balanced_protocol(balancer))
-    balanced_server(config, balancer).run(sockets=[shared_socket])
+    balanced_server(app, balancer, log_level="info").run(sockets=[shared_socket])
     ```
     """
 
@@ -207,14 +206,13 @@ def balanced_protocol(balancer: ConnectionBalancer) -> Any:
     class BalancedHttpProtocol(base):  # type: ignore[misc,valid-type]
         def __init__(self, *args, adopted: bool = False, **kwargs):
             super().__init__(*args, **kwargs)
-            self._adopted = adopted  # handed over by another process, counted there
-            self._counted = adopted
+            self._counted = adopted  # one handed over by another process is counted already
             self._handed_off = False
 
         def connection_made(self, transport) -> None:  # type: ignore[override]
             sock = transport.get_extra_info("socket")
             # Only the public port's connections: the leader's private Unix socket is its own.
-            if not self._adopted and getattr(sock, "family", None) in _PUBLIC_FAMILIES:
+            if not self._counted and getattr(sock, "family", None) in _PUBLIC_FAMILIES:
                 self._counted = True
                 target = balancer.place()
                 if target != balancer.index:
@@ -237,9 +235,9 @@ def balanced_protocol(balancer: ConnectionBalancer) -> Any:
     return BalancedHttpProtocol
 
 
-def balanced_server(config: Any, balancer: ConnectionBalancer) -> Any:
-    """A `uvicorn.Server` for `config` (whose protocol is `balanced_protocol(balancer)`) that
-    also serves the connections other processes hand to this one."""
+def balanced_server(app: Any, balancer: ConnectionBalancer, **config: Any) -> Any:
+    """A `uvicorn.Server` of `app` (`config`: more `uvicorn.Config` arguments) whose
+    connections `balancer` places, and which also serves those other processes hand to it."""
     import uvicorn
 
     class BalancedServer(uvicorn.Server):
@@ -272,4 +270,4 @@ def balanced_server(config: Any, balancer: ConnectionBalancer) -> Any:
             balancer.stop_receiving()
             await super().shutdown(sockets=sockets)
 
-    return BalancedServer(config)
+    return BalancedServer(uvicorn.Config(app, http=balanced_protocol(balancer), **config))

@@ -138,11 +138,9 @@ def _serve_processes(settings, host: str, port: int) -> None:
     import shutil
     import tempfile
 
-    import uvicorn
-
     from service import processes
     from service.app import create_app
-    from service.balancer import ConnectionBalancer, balanced_protocol, balanced_server
+    from service.balancer import ConnectionBalancer, balanced_server
     from service.observability import ReportCount
 
     try:
@@ -185,13 +183,8 @@ def _serve_processes(settings, host: str, port: int) -> None:
         follower.start()
     try:
         balancer = ConnectionBalancer(connections, 0, folder)
-        config = uvicorn.Config(
-            app,
-            log_level="info",
-            access_log=settings.access_log,
-            http=balanced_protocol(balancer),
-        )
-        balanced_server(config, balancer).run(sockets=sockets)
+        server = balanced_server(app, balancer, log_level="info", access_log=settings.access_log)
+        server.run(sockets=sockets)
     finally:
         for follower in followers:
             follower.terminate()

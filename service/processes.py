@@ -258,10 +258,9 @@ def run_follower(
 
     `connections` counts the connections each process holds (`service.balancer`); those handed
     to this process arrive in the folder of the leader's socket."""
-    import uvicorn
 
     from service.app import create_app
-    from service.balancer import ConnectionBalancer, balanced_protocol, balanced_server
+    from service.balancer import ConnectionBalancer, balanced_server
     from service.config import Settings
     from service.observability import ReportCount, configure_logging
 
@@ -282,7 +281,5 @@ def run_follower(
 
     threading.Thread(target=watch_parent, name="ktsweep-watch-leader", daemon=True).start()
     balancer = ConnectionBalancer(connections, index, os.path.dirname(socket_path))
-    config = uvicorn.Config(
-        app, log_level="info", access_log=settings.access_log, http=balanced_protocol(balancer)
-    )
-    balanced_server(config, balancer).run(sockets=[sock])
+    server = balanced_server(app, balancer, log_level="info", access_log=settings.access_log)
+    server.run(sockets=[sock])

@@ -18,10 +18,9 @@ import threading
 from contextlib import ExitStack, contextmanager
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 
-from service.balancer import ConnectionBalancer, balanced_protocol, balanced_server
+from service.balancer import ConnectionBalancer, balanced_server
 from service.processes import bind_tcp, bind_unix
 from tests.service.helpers import read_response
 from tests.waiting import wait_for
@@ -46,10 +45,7 @@ def make_app(name: str) -> FastAPI:
 def serving(index: int, port: int, counts, folder: str):
     """Server `index` of the group on `port`, in a thread; yields its balancer."""
     balancer = ConnectionBalancer(counts, index, folder)
-    config = uvicorn.Config(
-        make_app(f"server-{index}"), log_level="warning", http=balanced_protocol(balancer)
-    )
-    server = balanced_server(config, balancer)
+    server = balanced_server(make_app(f"server-{index}"), balancer, log_level="warning")
     # Like the leader's, a private Unix socket beside the shared port.
     sockets = [bind_tcp("127.0.0.1", port), bind_unix(os.path.join(folder, f"private-{index}"))]
     thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
@@ -92,6 +88,15 @@ def answer(sock: socket.socket) -> dict:
     return json.loads(body)
 
 
+def ask_on_new_connections(port: int, number: int, connections: list) -> list[str]:
+    """Open `number` connections (kept in `connections`), ask each which server answers."""
+    fresh = [socket.create_connection(("127.0.0.1", port)) for _ in range(number)]
+    connections += fresh
+    for sock in fresh:
+        send(sock, "GET", "/who")
+    return [answer(sock)["server"] for sock in fresh]
+
+
 def test_connections_end_up_even_and_are_served_whole_where_they_land(group):
     port, counts, balancers = group([0, 1])
     body = b"x" * 200_000 + b"the-last-bytes!!"
@@ -126,11 +131,7 @@ def test_connections_end_up_even_and_are_served_whole_where_they_land(group):
             connections.remove(sock)
             sock.close()
         assert wait_for(lambda: list(counts) == [4, 10], timeout_s=10), list(counts)
-        fresh = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
-        connections += fresh
-        for sock in fresh:
-            send(sock, "GET", "/who")
-        assert [answer(sock)["server"] for sock in fresh] == ["server-0"] * 6
+        assert ask_on_new_connections(port, 6, connections) == ["server-0"] * 6
         assert list(counts) == [10, 10]
     finally:
         for sock in connections:
@@ -141,11 +142,9 @@ def test_connections_end_up_even_and_are_served_whole_where_they_land(group):
 def test_a_server_that_cannot_take_a_connection_leaves_it_where_it_landed(group):
     # Server 1 of the group is not running yet (starting, or gone): nothing can go to it.
     port, counts, (first,) = group([0])
-    connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
+    connections: list[socket.socket] = []
     try:
-        for sock in connections:
-            send(sock, "GET", "/who")
-        assert [answer(sock)["server"] for sock in connections] == ["server-0"] * 6
+        assert ask_on_new_connections(port, 6, connections) == ["server-0"] * 6
         assert list(counts) == [6, 0]
         assert first.handed_off == 0
 
@@ -158,11 +157,7 @@ def test_a_server_that_cannot_take_a_connection_leaves_it_where_it_landed(group)
             send(private, "GET", "/who")
             assert answer(private)["server"] == "server-0"
             assert list(counts) == [6, 0]
-        fresh = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
-        connections += fresh
-        for sock in fresh:
-            send(sock, "GET", "/who")
-        assert [answer(sock)["server"] for sock in fresh] == ["server-1"] * 6
+        assert ask_on_new_connections(port, 6, connections) == ["server-1"] * 6
         assert list(counts) == [6, 6]
         assert first.handed_off == second.taken_over
     finally:
