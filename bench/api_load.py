@@ -46,8 +46,8 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, make_url, text
 
-from service.db import make_engine, make_sessions, migrate
-from service.models import Sweep, Trial
+from ktsweep.service.db import make_engine, make_sessions, migrate
+from ktsweep.service.models import Sweep, Trial
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = {
@@ -56,8 +56,8 @@ SPEC = {
     "metric": {"name": "val_accuracy", "goal": "maximize"},
     "parameters": {"units": {"values": [16, 32]}},
     "trial": {
-        "hypermodel": "examples.digits:build_model",
-        "data": "examples.digits:load_data",
+        "hypermodel": "ktsweep.examples.digits:build_model",
+        "data": "ktsweep.examples.digits:load_data",
         "resources": {"cpu": 1, "tpu": 1},  # never runs here: see the module docstring
     },
 }
@@ -179,7 +179,7 @@ def cpu_times() -> dict[str, float] | None:
 
 
 def process_kind(command: str, stat: str) -> str:
-    if "service.cli serve" in command:
+    if "ktsweep.service.cli serve" in command:
         return "API leader"
     if "spawn_main" in command:
         return "API follower"
@@ -252,7 +252,7 @@ def main() -> None:
             [
                 sys.executable,
                 "-m",
-                "service.cli",
+                "ktsweep.service.cli",
                 "serve",
                 "--port",
                 str(port),

@@ -4,7 +4,7 @@ Trains the digits MLP (64 units, sklearn's bundled digits, batch size 32) for a 
 epochs under three conditions in one process and one offline W&B run:
 
 - no callback,
-- `callbacks.MetricsLogger(log_freq="batch")`,
+- `ktsweep.callbacks.MetricsLogger(log_freq="batch")`,
 - `wandb.integration.keras.WandbMetricsLogger(log_freq="batch")` (wandb's own),
 
 repeating them interleaved in a shuffled order, and prints the median `fit` time of
@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 import wandb  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
-from callbacks import MetricsLogger  # noqa: E402
+from ktsweep.callbacks import MetricsLogger  # noqa: E402
 
 
 def load_data() -> tuple[np.ndarray, np.ndarray]:
@@ -86,7 +86,7 @@ def main() -> None:
 
     conditions = {
         "no callback": lambda: [],
-        "callbacks.MetricsLogger": lambda: [MetricsLogger(log_freq="batch")],
+        "ktsweep.callbacks.MetricsLogger": lambda: [MetricsLogger(log_freq="batch")],
         "wandb WandbMetricsLogger": lambda: [WandbMetricsLogger(log_freq="batch")],
     }
     x, y = load_data()
@@ -121,7 +121,7 @@ def main() -> None:
             t / n for t, n in zip(times[name], times["no callback"], strict=True)
         )
         print(f"{name:26s} {median:7.3f} s {spread:17s} {median / baseline:.3f}  {paired:.3f}")
-    ours = statistics.median(times["callbacks.MetricsLogger"]) / baseline
+    ours = statistics.median(times["ktsweep.callbacks.MetricsLogger"]) / baseline
     theirs = statistics.median(times["wandb WandbMetricsLogger"]) / baseline
     print(f"overhead: ours {100 * (ours - 1):+.1f}%, wandb's {100 * (theirs - 1):+.1f}%")
 

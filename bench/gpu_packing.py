@@ -85,7 +85,7 @@ def run(directory: str, trials: int, epochs: int, parallel: int, gpu: float) -> 
     import keras_tuner as kt
     import numpy as np
 
-    from worker import distribute
+    from ktsweep.worker import distribute
 
     clock_dir = os.path.join(directory, "fit-clock")
     os.makedirs(clock_dir)
@@ -121,7 +121,7 @@ def _covered_seconds(windows: list[tuple[float, float]]) -> float:
 
 def plain_fit(epochs: int, share: float, out: str) -> None:
     """One plain process: the same model and data, `fit` alone; writes its fit window to `out`."""
-    from worker.resources import gpu_share_env
+    from ktsweep.worker.resources import gpu_share_env
 
     os.environ.update(gpu_share_env(share))  # before Keras (and JAX) are imported
     import keras_tuner as kt

@@ -21,8 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras_tuner as kt  # noqa: E402
 import ray  # noqa: E402
 
-from examples.digits import build_model, load_data  # noqa: E402
-from worker import distribute  # noqa: E402
+from ktsweep.examples.digits import build_model, load_data  # noqa: E402
+from ktsweep.worker import distribute  # noqa: E402
 
 
 def run(directory: str, trials: int, epochs: int, parallel: int | None) -> tuple[float, float]:

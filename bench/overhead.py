@@ -38,8 +38,8 @@ def sweep_spec(trials: int, parallelism: int, epochs: int, epoch_s: float) -> di
         "run_cap": trials,
         "parallelism": parallelism,
         "trial": {
-            "hypermodel": "examples.trivial:build_model",
-            "data": "examples.trivial:load_data",
+            "hypermodel": "ktsweep.examples.trivial:build_model",
+            "data": "ktsweep.examples.trivial:load_data",
             "fit": {"epochs": epochs},
             "resources": {"cpu": 1},
         },
@@ -67,7 +67,7 @@ def run_ktsweep(args, workdir: Path) -> tuple[float, float]:
     }
     log = open(workdir / "server.log", "wb")  # noqa: SIM115 - open while the server runs
     server = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "ktsweep.service.cli", "serve", "--port", str(port)],
         cwd=REPO,
         env=env,
         stdout=log,

@@ -2,7 +2,7 @@
 
 (a) Digits: the full random sweep (27 trials x 9 epochs) against the same sweep with `asha`
     early termination and against `method: hyperband`: best val_accuracy and total epochs.
-    Trials train in this process (Keras, the digits MLP of `examples.digits`); a continued
+    Trials train in this process (Keras, the digits MLP of `ktsweep.examples.digits`); a continued
     Hyperband trial trains on from its parent's model, as the worker does from its checkpoint.
 (b) Branin and Hartmann-6 (minimised): median over 10 seeds of the best value after 30 trials,
     for random, bayes and tpe.
@@ -22,8 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from service.search import Suggestion, TrialRecord, make_search_method  # noqa: E402
-from service.spec import parse_spec  # noqa: E402
+from ktsweep.service.search import Suggestion, TrialRecord, make_search_method  # noqa: E402
+from ktsweep.service.spec import parse_spec  # noqa: E402
 
 TRIALS = 30
 SEEDS = range(10)
@@ -114,8 +114,8 @@ def digits_spec(method, early_terminate=None):
         "run_cap": DIGITS_TRIALS,
         "seed": 11,
         "trial": {
-            "hypermodel": "examples.digits:build_model",
-            "data": "examples.digits:load_data",
+            "hypermodel": "ktsweep.examples.digits:build_model",
+            "data": "ktsweep.examples.digits:load_data",
             "fit": {"epochs": DIGITS_EPOCHS, "batch_size": 64},
         },
     }
@@ -152,8 +152,8 @@ def run_sweep(spec):
     """Runs a sweep's trials one at a time; returns (best val_accuracy, epochs trained, trials)."""
     import keras
 
-    from examples.digits import build_model, load_data
-    from worker import hyperparameters_for
+    from ktsweep.examples.digits import build_model, load_data
+    from ktsweep.worker import hyperparameters_for
 
     data = load_data()
     search = make_search_method(spec)

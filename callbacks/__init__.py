@@ -3,16 +3,16 @@
 `MetricsLogger` logs metrics and the learning rate, `ModelCheckpoint` saves
 checkpoints as W&B model artifacts, `EvalCallback` (and the ready-made
 `ClassificationEvalCallback`) logs prediction tables, and `WandbCallback` is the
-legacy all-in-one callback (`callbacks.legacy` runs old scripts unchanged). The
+legacy all-in-one callback (`ktsweep.callbacks.legacy` runs old scripts unchanged). The
 `Wandb*` names are aliases that match `wandb.integration.keras`, so migrating a
 script is an import change.
 """
 
-from callbacks.classification_eval_callback import ClassificationEvalCallback
-from callbacks.eval_callback import EvalCallback
-from callbacks.metrics_logger import MetricsLogger
-from callbacks.model_checkpoint import ModelCheckpoint
-from callbacks.wandb_callback import WandbCallback
+from ktsweep.callbacks.classification_eval_callback import ClassificationEvalCallback
+from ktsweep.callbacks.eval_callback import EvalCallback
+from ktsweep.callbacks.metrics_logger import MetricsLogger
+from ktsweep.callbacks.model_checkpoint import ModelCheckpoint
+from ktsweep.callbacks.wandb_callback import WandbCallback
 
 WandbMetricsLogger = MetricsLogger
 WandbModelCheckpoint = ModelCheckpoint

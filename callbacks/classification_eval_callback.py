@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import wandb
 
-from callbacks.eval_callback import EvalCallback
+from ktsweep.callbacks.eval_callback import EvalCallback
 
 
 class ClassificationEvalCallback(EvalCallback):

@@ -9,8 +9,8 @@ from typing import Any
 import keras
 import wandb
 
-from callbacks._run import require_run
-from callbacks._table_reference import TableReference
+from ktsweep.callbacks._run import require_run
+from ktsweep.callbacks._table_reference import TableReference
 
 
 class EvalCallback(keras.callbacks.Callback, abc.ABC):

@@ -5,10 +5,10 @@ training scripts fail at their first import. After `enable()`, those imports
 resolve to this package, and the script runs unchanged:
 
 ```python
-import callbacks.legacy
+import ktsweep.callbacks.legacy
 
-callbacks.legacy.enable()
-from wandb.keras import WandbCallback  # callbacks.WandbCallback
+ktsweep.callbacks.legacy.enable()
+from wandb.keras import WandbCallback  # ktsweep.callbacks.WandbCallback
 ```
 
 The worker calls `enable()` for a sweep whose spec says `callbacks: {legacy: true}`.
@@ -32,7 +32,7 @@ _EXPORTS = (
 
 def enable() -> None:
     """Makes `wandb.keras` an alias of this package's callbacks. Safe to call twice."""
-    import callbacks
+    from ktsweep import callbacks
 
     module = types.ModuleType(_MODULE_NAME, "The W&B Keras callbacks, provided by ktsweep.")
     for name in _EXPORTS:

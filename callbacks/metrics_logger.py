@@ -8,15 +8,15 @@ from typing import Any, Literal
 import keras
 import wandb
 
-from callbacks._history_writer import HistoryWriter
-from callbacks._learning_rate import (
+from ktsweep.callbacks._history_writer import HistoryWriter
+from ktsweep.callbacks._learning_rate import (
     FixedLearningRateReader,
     fixed_value,
     learning_rate_schedule,
     schedule_value,
     schedule_values,
 )
-from callbacks._run import require_run
+from ktsweep.callbacks._run import require_run
 
 
 class MetricsLogger(keras.callbacks.Callback):

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import wandb
 
-from callbacks._run import require_run
+from ktsweep.callbacks._run import require_run
 
 _MODEL_EXTENSIONS = (".keras", ".h5")
 _WEIGHTS_EXTENSION = ".weights.h5"

@@ -11,8 +11,8 @@ import keras
 import numpy as np
 import wandb
 
-from callbacks._gradients import loss_gradients
-from callbacks._run import require_run
+from ktsweep.callbacks._gradients import loss_gradients
+from ktsweep.callbacks._run import require_run
 
 _IMAGE_TYPES = ("image", "images", "segmentation_mask")
 _OUTPUT_TYPES = ("label", *_IMAGE_TYPES)

@@ -241,8 +241,8 @@ parameters:
 run_cap: 4
 parallelism: 2
 trial:
-  hypermodel: examples.digits:build_model
-  data: examples.digits:load_data
+  hypermodel: ktsweep.examples.digits:build_model
+  data: ktsweep.examples.digits:load_data
   fit: {epochs: 2, batch_size: 64}
   resources: {cpu: 1}
 wandb: {project: ktsweep-compose-e2e, mode: offline}

@@ -81,7 +81,7 @@ print("GPUs TensorFlow sees here:", tf.config.list_physical_devices("GPU"))
 import keras  # noqa: E402
 
 print(f"Keras {keras.__version__} on {keras.backend.backend()}")
-for module in ("worker", "callbacks", "service.app"):
+for module in ("ktsweep.worker", "ktsweep.callbacks", "ktsweep.service.app"):
     importlib.import_module(module)
 subprocess.run(["ktsweep", "--help"], check=True, capture_output=True)
 subprocess.run(["ray", "--version"], check=True)

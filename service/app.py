@@ -14,19 +14,24 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from service import sweeps as store
-from service import web
-from service.api.deps import AuthError
-from service.api.presenters import FastJSONResponse
-from service.api.routes import sweeps, trials
-from service.auth import load_or_create_secret
-from service.config import Settings
-from service.db import AsyncConnections, make_engine, make_sessions, migrate
-from service.observability import Metrics, ReportCount
-from service.processes import FollowerScheduler, ForwardToLeader, LeaderLink, add_internal_routes
-from service.report_writer import ReportWriter
-from service.scheduler import Scheduler
-from service.spec import SpecError
+from ktsweep.service import sweeps as store
+from ktsweep.service import web
+from ktsweep.service.api.deps import AuthError
+from ktsweep.service.api.presenters import FastJSONResponse
+from ktsweep.service.api.routes import sweeps, trials
+from ktsweep.service.auth import load_or_create_secret
+from ktsweep.service.config import Settings
+from ktsweep.service.db import AsyncConnections, make_engine, make_sessions, migrate
+from ktsweep.service.observability import Metrics, ReportCount
+from ktsweep.service.processes import (
+    FollowerScheduler,
+    ForwardToLeader,
+    LeaderLink,
+    add_internal_routes,
+)
+from ktsweep.service.report_writer import ReportWriter
+from ktsweep.service.scheduler import Scheduler
+from ktsweep.service.spec import SpecError
 
 API_PREFIX = "/api/v1"
 
@@ -50,10 +55,10 @@ def create_app(
 
     Args:
         settings: Settings; default read from the environment.
-        executor: What runs trials; default a `worker.RayTrialExecutor` on
+        executor: What runs trials; default a `ktsweep.worker.RayTrialExecutor` on
             `settings.ray_address` (a local Ray when unset).
         leader: Makes this app a follower of the leader process at the other end (see
-            `service.processes`): it schedules nothing and hands the leader what only the
+            `ktsweep.service.processes`): it schedules nothing and hands the leader what only the
             scheduler can do. The leader has already brought the database schema up to date.
         report_count: Where accepted reports are counted (shared by the API's processes).
         internal_token: On the leader of several processes: the token its followers show.
@@ -70,7 +75,7 @@ def create_app(
         scheduler = FollowerScheduler(secret, leader, metrics)
     else:
         if executor is None:
-            from worker.ray_runner import RayTrialExecutor
+            from ktsweep.worker.ray_runner import RayTrialExecutor
 
             executor = RayTrialExecutor(settings.ray_address)
         scheduler = Scheduler(

@@ -12,7 +12,7 @@ import secrets
 
 from sqlalchemy.orm import Session
 
-from service.models import ControllerSetting
+from ktsweep.service.models import ControllerSetting
 
 _SECRET_KEY = "trial_token_secret"
 

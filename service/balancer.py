@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from service.http_protocol import HTTP_PROTOCOL
+from ktsweep.service.http_protocol import HTTP_PROTOCOL
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ class ConnectionBalancer:
 
 
 def balanced_protocol(balancer: ConnectionBalancer) -> Any:
-    """The controller's HTTP protocol class (`service.http_protocol`) for one process of
+    """The controller's HTTP protocol class (`ktsweep.service.http_protocol`) for one process of
     several: it counts its connections, and hands each one that `balancer` places elsewhere
     to that process before reading from it."""
 

@@ -17,7 +17,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from service.client import TERMINAL_SWEEP_STATES, ApiError, Client
+from ktsweep.client import TERMINAL_SWEEP_STATES, ApiError, Client
 
 app = typer.Typer(
     help="Hyperparameter sweeps of Keras models on Ray, tracked in W&B.",
@@ -47,7 +47,7 @@ def run(
     ] = None,
 ) -> None:
     """Run a sweep right here: a local Ray, SQLite, W&B offline; shows live progress."""
-    from service.spec import SpecError, parse_spec
+    from ktsweep.service.spec import SpecError, parse_spec
 
     submission = spec_for_submission(spec)
     try:
@@ -97,10 +97,10 @@ def serve(
     """Serve the REST API (the controller), scheduling trials on Ray."""
     import uvicorn
 
-    from service.app import create_app
-    from service.config import Settings
-    from service.http_protocol import HTTP_PROTOCOL
-    from service.observability import configure_logging
+    from ktsweep.service.app import create_app
+    from ktsweep.service.config import Settings
+    from ktsweep.service.http_protocol import HTTP_PROTOCOL
+    from ktsweep.service.observability import configure_logging
 
     settings = Settings()
     if processes is not None:
@@ -133,15 +133,15 @@ def serve(
 
 def _serve_processes(settings, host: str, port: int) -> None:
     """The leader in this process, `settings.api_processes - 1` followers in child processes,
-    all on host:port (see `service.processes`)."""
+    all on host:port (see `ktsweep.service.processes`)."""
     import multiprocessing
     import shutil
     import tempfile
 
-    from service import processes
-    from service.app import create_app
-    from service.balancer import ConnectionBalancer, balanced_server
-    from service.observability import ReportCount
+    from ktsweep.service import processes
+    from ktsweep.service.app import create_app
+    from ktsweep.service.balancer import ConnectionBalancer, balanced_server
+    from ktsweep.service.observability import ReportCount
 
     try:
         processes.check_port_free(host, port)
@@ -408,10 +408,10 @@ def _is_loopback(host: str) -> bool:
 def _start_embedded_server(database_url: str | None, artifact_dir: Path | None):
     import uvicorn
 
-    from service.app import create_app
-    from service.config import Settings
-    from service.http_protocol import HTTP_PROTOCOL
-    from worker.ray_runner import ensure_ray
+    from ktsweep.service.app import create_app
+    from ktsweep.service.config import Settings
+    from ktsweep.service.http_protocol import HTTP_PROTOCOL
+    from ktsweep.worker.ray_runner import ensure_ray
 
     overrides: dict[str, Any] = {}
     if database_url:

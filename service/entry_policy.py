@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.config import Settings
-from service.spec import SpecError, SpecProblem, SweepSpec, is_program_sweep
+from ktsweep.service.config import Settings
+from ktsweep.service.spec import SpecError, SpecProblem, SweepSpec, is_program_sweep
 
 
 def allowed_modules(settings: Settings, cwd: Path | None = None) -> list[str]:
@@ -25,7 +25,7 @@ def allowed_modules(settings: Settings, cwd: Path | None = None) -> list[str]:
         if (path.is_dir() and (path / "__init__.py").is_file())
         or (path.is_file() and path.suffix == ".py")
     )
-    return ["examples", *(m for m in local if m != "examples")]
+    return ["ktsweep.examples", *local]
 
 
 def is_allowed(module: str, prefixes: list[str]) -> bool:
@@ -46,7 +46,7 @@ def check_entry_points(spec: SweepSpec, settings: Settings) -> None:
     if isinstance(eval_table, dict):
         eval_table = eval_table.get("callback")
     if isinstance(eval_table, str):
-        named.append(("callbacks.eval_table", eval_table))
+        named.append(("ktsweep.callbacks.eval_table", eval_table))
     problems = []
     for path, entry_point in named:
         module = entry_point.partition(":")[0]

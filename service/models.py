@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from service.db import Base
+from ktsweep.service.db import Base
 
 
 def utcnow() -> datetime:

@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
-from service.models import Sweep, Trial
+from ktsweep.service.models import Sweep, Trial
 
 
 class Metrics:
@@ -140,7 +140,7 @@ def configure_logging(level: str = "INFO") -> None:
     """Send the controller's logs to stderr as JSON lines."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("service")
+    logger = logging.getLogger("ktsweep")
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False

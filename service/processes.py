@@ -2,7 +2,7 @@
 
 One Python process serves about a core's worth of requests. `ktsweep serve --processes N`
 (or `KTSWEEP_API_PROCESSES=N`) starts N processes that all listen on the same port (the kernel
-spreads new connections over them, `SO_REUSEPORT`, and `service.balancer` evens out what it
+spreads new connections over them, `SO_REUSEPORT`, and `ktsweep.service.balancer` evens out what it
 spreads: each connection ends up on the process holding fewest):
 
 - the **leader** runs the whole controller: the API, the scheduler, the Ray driver;
@@ -35,8 +35,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from service.report_writer import record_and_answer
-from service.sweeps import ReportIn, ReportRecorded
+from ktsweep.service.report_writer import record_and_answer
+from ktsweep.service.sweeps import ReportIn, ReportRecorded
 
 log = logging.getLogger(__name__)
 
@@ -256,13 +256,14 @@ def run_follower(
 ) -> None:
     """A follower process's main: serve the API on host:port until the leader's process ends.
 
-    `connections` counts the connections each process holds (`service.balancer`); those handed
-    to this process arrive in the folder of the leader's socket."""
+    `connections` counts the connections each process holds
+    (`ktsweep.service.balancer`); those handed to this process arrive in the folder of the
+    leader's socket."""
 
-    from service.app import create_app
-    from service.balancer import ConnectionBalancer, balanced_server
-    from service.config import Settings
-    from service.observability import ReportCount, configure_logging
+    from ktsweep.service.app import create_app
+    from ktsweep.service.balancer import ConnectionBalancer, balanced_server
+    from ktsweep.service.config import Settings
+    from ktsweep.service.observability import ReportCount, configure_logging
 
     configure_logging()
     settings = Settings(**settings_data)

@@ -13,9 +13,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from service import sweeps as store
-from service.db import AsyncConnections
-from service.sweeps import ReportIn, ReportRecorded
+from ktsweep.service import sweeps as store
+from ktsweep.service.db import AsyncConnections
+from ktsweep.service.sweeps import ReportIn, ReportRecorded
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class ReportWriter:
     retried alone, so one bad report fails only itself.
 
     Args:
-        connections: Where the writes run (`service.db.AsyncConnections`).
+        connections: Where the writes run (`ktsweep.service.db.AsyncConnections`).
         max_batch: Most reports in one transaction. Default 500.
         writers: Batches written at once. Default 4, and 1 on SQLite (one writer at a time).
 

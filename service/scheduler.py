@@ -14,9 +14,9 @@ from typing import Any, Protocol
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
-from service import sweeps as store
-from service.auth import trial_token
-from service.models import (
+from ktsweep.service import sweeps as store
+from ktsweep.service.auth import trial_token
+from ktsweep.service.models import (
     ACTIVE_TRIAL_STATES,
     Sweep,
     SweepState,
@@ -25,13 +25,13 @@ from service.models import (
     TrialState,
     utcnow,
 )
-from service.observability import Metrics
-from service.report_writer import ReportWriter, record_and_answer
-from service.search import SearchMethod, Suggestion, TrialRecord, make_search_method
-from service.spec import SweepSpec, TrialSection, is_program_sweep
-from service.sweeps import ReportIn
-from worker.last_checkpoint import last_checkpoint_record, read_last_checkpoint
-from worker.trial_spec import WITHDRAWN, TrialResult, TrialSpec
+from ktsweep.service.observability import Metrics
+from ktsweep.service.report_writer import ReportWriter, record_and_answer
+from ktsweep.service.search import SearchMethod, Suggestion, TrialRecord, make_search_method
+from ktsweep.service.spec import SweepSpec, TrialSection, is_program_sweep
+from ktsweep.service.sweeps import ReportIn
+from ktsweep.worker.last_checkpoint import last_checkpoint_record, read_last_checkpoint
+from ktsweep.worker.trial_spec import WITHDRAWN, TrialResult, TrialSpec
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class Scheduler:
 
     Args:
         sessions: Database session factory.
-        executor: Runs trials (e.g. `worker.RayTrialExecutor`).
+        executor: Runs trials (e.g. `ktsweep.worker.RayTrialExecutor`).
         api_url: The controller's URL that workers report to.
         artifact_dir: Folder for W&B runs and checkpoints.
         wandb_mode: W&B mode when a spec does not set one.

@@ -32,8 +32,8 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
 
-from service.db import json_dumps
-from service.models import (
+from ktsweep.service.db import json_dumps
+from ktsweep.service.models import (
     ACTIVE_TRIAL_STATES,
     Sweep,
     SweepState,
@@ -42,7 +42,7 @@ from service.models import (
     TrialState,
     utcnow,
 )
-from service.spec import SweepSpec, parse_spec
+from ktsweep.service.spec import SweepSpec, parse_spec
 
 
 class NotFoundError(LookupError):

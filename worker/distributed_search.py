@@ -29,7 +29,7 @@ from keras_tuner.src.engine import tuner_utils
 from keras_tuner.src.engine.oracle import _maybe_infer_direction_from_objective as _direction_of
 from keras_tuner.src.engine.trial import TrialStatus
 
-from worker.last_checkpoint import (
+from ktsweep.worker.last_checkpoint import (
     LAST_CHECKPOINT,
     LAST_CHECKPOINT_INFO,
     WORKER_INFO,
@@ -38,8 +38,8 @@ from worker.last_checkpoint import (
     read_last_checkpoint,
     write_worker_info,
 )
-from worker.ray_runner import WORKER_LOST_ERRORS, ensure_ray, trial_task
-from worker.resources import check_resources, limit_gpu_memory
+from ktsweep.worker.ray_runner import WORKER_LOST_ERRORS, ensure_ray, trial_task
+from ktsweep.worker.resources import check_resources, limit_gpu_memory
 
 log = logging.getLogger(__name__)
 
@@ -425,7 +425,7 @@ def _plain(metrics: dict[str, Any]) -> dict[str, float]:
 def _tuner_trial_task(refs: list, trial, context: dict[str, Any]) -> dict[str, Any]:
     limit_gpu_memory()  # before the first GPU operation, which unpickling may cause
     tuner, (fit_args, fit_kwargs) = ray.get(refs)
-    from worker.trial_runner import custom_gradients_released
+    from ktsweep.worker.trial_runner import custom_gradients_released
 
     with custom_gradients_released():
         return run_tuner_trial(tuner, trial, fit_args, fit_kwargs, context)
@@ -445,7 +445,7 @@ def run_tuner_trial(
     Returns:
         `{"status", "message", "updates": [(metrics, step)], "hyperparameters"}`.
     """
-    from worker.trial_runner import start_wandb_run, trial_callbacks
+    from ktsweep.worker.trial_runner import start_wandb_run, trial_callbacks
 
     tuner = copy.copy(tuner)
     tuner.oracle = tuner.oracle.fresh()

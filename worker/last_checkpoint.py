@@ -18,7 +18,7 @@ from typing import Any
 
 import keras
 
-from worker.reporter import plain_metrics
+from ktsweep.worker.reporter import plain_metrics
 
 LAST_CHECKPOINT = "last.keras"
 LAST_CHECKPOINT_INFO = "last.json"

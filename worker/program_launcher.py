@@ -1,9 +1,10 @@
 """Runs a W&B-sweep script unchanged, with a hook that hands each `wandb.log` to the worker.
 
-`python -m worker.program_launcher train.py --lr=0.01` is what the `${interpreter} ${program}`
-macros of a `program` trial expand to: it wraps `wandb.Run.log` so that every logged dict is
-also appended, as one JSON line, to the file named by `KTSWEEP_METRICS_FILE` (the worker reads
-it to report each step to the controller at once), then runs the script as `__main__`.
+`python -m ktsweep.worker.program_launcher train.py --lr=0.01` is what the
+`${interpreter} ${program}` macros of a `program` trial expand to: it wraps `wandb.Run.log`
+so that every logged dict is also appended, as one JSON line, to the file named by
+`KTSWEEP_METRICS_FILE` (the worker reads it to report each step to the controller at once),
+then runs the script as `__main__`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def install_log_hook(path: str) -> None:
 
 def main() -> None:
     if len(sys.argv) < 2:
-        sys.exit("usage: python -m worker.program_launcher PROGRAM [ARGS...]")
+        sys.exit("usage: python -m ktsweep.worker.program_launcher PROGRAM [ARGS...]")
     if os.environ.get(METRICS_FILE_ENV):
         install_log_hook(os.environ[METRICS_FILE_ENV])
     program = sys.argv[1]

@@ -5,11 +5,11 @@ The script gets the trial's parameters the way a W&B agent passes them: on its c
 `${args_no_hyphens}`, `${args_json}`, `${args_json_file}`, ...) and as its run's config (the
 agent's `WANDB_SWEEP_PARAM_PATH` file, which `wandb.init()` reads into `wandb.config`). While it
 runs, each `wandb.log` reaches the controller at once: `${interpreter}` runs the script through
-`worker.program_launcher`, whose hook appends every logged dict to a metrics file that the worker
-follows. A command that calls `python` itself gets no hook; its metrics are then read from the
-run's transaction log (`run-<id>.wandb`, which W&B writes online and offline, flushed every
-second here). A "stop" answer ends the script as the W&B agent ends a run that early termination
-stops (SIGTERM, then SIGKILL).
+`ktsweep.worker.program_launcher`, whose hook appends every logged dict to a metrics file
+that the worker follows. A command that calls `python` itself gets no hook; its metrics are
+then read from the run's transaction log (`run-<id>.wandb`, which W&B writes online and
+offline, flushed every second here). A "stop" answer ends the script as the W&B agent ends a run
+that early termination stops (SIGTERM, then SIGKILL).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from worker.program_launcher import METRICS_FILE_ENV
-from worker.reporter import Reporter, plain_metrics
-from worker.trial_spec import TrialResult, TrialSpec
+from ktsweep.worker.program_launcher import METRICS_FILE_ENV
+from ktsweep.worker.reporter import Reporter, plain_metrics
+from ktsweep.worker.trial_spec import TrialResult, TrialSpec
 
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
 POLL_SECONDS = 0.5
@@ -127,7 +127,7 @@ def sweep_command(
         {"args": {name: {"value": value} for name, value in hyperparameters.items()}}
     )
     macros.update(
-        interpreter=[sys.executable, "-m", "worker.program_launcher"],
+        interpreter=[sys.executable, "-m", "ktsweep.worker.program_launcher"],
         program=[program],
         args_json_file=[str(args_json_file)],
         env=["/usr/bin/env"] if os.name != "nt" else [],

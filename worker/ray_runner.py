@@ -13,9 +13,9 @@ from typing import Any
 
 import ray
 
-from worker.last_checkpoint import read_last_checkpoint
-from worker.resources import max_calls, ray_options
-from worker.trial_spec import WITHDRAWN, TrialResult, TrialSpec, node_info
+from ktsweep.worker.last_checkpoint import read_last_checkpoint
+from ktsweep.worker.resources import max_calls, ray_options
+from ktsweep.worker.trial_spec import WITHDRAWN, TrialResult, TrialSpec, node_info
 
 __all__ = [
     "RayTrialExecutor",
@@ -43,7 +43,7 @@ WORKER_LOST_ERRORS = (
 def run_trial_task(spec: dict[str, Any]) -> dict[str, Any]:
     """What the Ray task does: run one trial, turning its exceptions into a failed result."""
     # Imported here so the controller, which only launches tasks, never imports Keras.
-    from worker.trial_runner import run_trial_safely
+    from ktsweep.worker.trial_runner import run_trial_safely
 
     result = run_trial_safely(TrialSpec(**spec))
     result.node = result.node or node_info()

@@ -16,11 +16,15 @@ from typing import Any
 import keras
 import keras_tuner as kt
 
-from worker.entry_points import resolve_entry_point
-from worker.last_checkpoint import LastEpochCheckpoint, forget_last_checkpoint, write_worker_info
-from worker.reporter import HttpReporter, Reporter, ReportingCallback
-from worker.resources import limit_gpu_memory
-from worker.trial_spec import TrialResult, TrialSpec, flatten_config, node_info
+from ktsweep.worker.entry_points import resolve_entry_point
+from ktsweep.worker.last_checkpoint import (
+    LastEpochCheckpoint,
+    forget_last_checkpoint,
+    write_worker_info,
+)
+from ktsweep.worker.reporter import HttpReporter, Reporter, ReportingCallback
+from ktsweep.worker.resources import limit_gpu_memory
+from ktsweep.worker.trial_spec import TrialResult, TrialSpec, flatten_config, node_info
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +36,7 @@ def run_trial(spec: TrialSpec, reporter: Reporter | None = None) -> TrialResult:
     callbacks, a `last.keras` checkpoint of its latest epoch in `spec.checkpoint_dir` (what a
     retry resumes from), and a callback that reports each epoch (with that checkpoint) to the
     controller and stops training when the controller answers "stop". A spec with a `program`
-    runs that script instead (see `worker.program_trial`).
+    runs that script instead (see `ktsweep.worker.program_trial`).
 
     Args:
         spec: The trial to run.
@@ -61,7 +65,7 @@ def run_trial(spec: TrialSpec, reporter: Reporter | None = None) -> TrialResult:
             initial_epoch=spec.initial_epoch,
         )
         if spec.program:
-            from worker.program_trial import run_program_trial
+            from ktsweep.worker.program_trial import run_program_trial
 
             return run_program_trial(spec, reporter)
         result = _run_keras_trial(spec, reporter)
@@ -266,15 +270,15 @@ def trial_callbacks(
     if not active:
         return callbacks, checkpoint
     if config.get("legacy"):
-        from callbacks import WandbCallback
+        from ktsweep.callbacks import WandbCallback
 
         callbacks.append(WandbCallback(save_model=False))
     elif config.get("metrics_logger", {"log_freq": "epoch"}) is not None:
-        from callbacks import MetricsLogger
+        from ktsweep.callbacks import MetricsLogger
 
         callbacks.append(MetricsLogger(**config.get("metrics_logger", {"log_freq": "epoch"})))
     if config.get("checkpoint") is not None and checkpoint_dir:
-        from callbacks import ModelCheckpoint
+        from ktsweep.callbacks import ModelCheckpoint
 
         checkpoint = ModelCheckpoint(filepath=checkpoint_dir, **config["checkpoint"])
         callbacks.append(checkpoint)

@@ -16,7 +16,7 @@ class TrialSpec:
         hyperparameters: The trial's configuration (nested dicts for nested parameters).
         hypermodel: `module:function` building a compiled Keras model from a
             `keras_tuner.HyperParameters`. None for a `program` trial.
-        data: `module:function` returning the training data (see `worker.load_fit_data`).
+        data: `module:function` returning the training data (see `ktsweep.worker.load_fit_data`).
             None for a `program` trial.
         sweep_id: The sweep's id; the W&B run's group.
         sweep_name: The sweep's name, recorded in the W&B run's config.
@@ -33,7 +33,7 @@ class TrialSpec:
         initial_epoch: Epochs already trained when resuming (passed to `fit`). Default 0.
         timeout_s: Seconds the trial may run before it is ended as "failed"; None for no limit.
         program: A W&B-sweep training script to run instead of `hypermodel`/`data`
-            (see `worker.program_trial`), or None.
+            (see `ktsweep.worker.program_trial`), or None.
         command: The W&B sweep `command` for `program`, with macros such as `${env}`,
             `${interpreter}`, `${program}`, `${args}`; None for W&B's default.
         working_dir: Folder the `program` runs in (relative `program` paths start there).
@@ -97,7 +97,8 @@ class TrialResult:
             `checkpoint` callback when there is one, else the trial's latest epoch
             (`last.keras` in its checkpoint folder); None when nothing was saved.
         error: The traceback when the trial failed.
-        node: The Ray node it ran on: `id`, `ip`, `hostname` (see `worker.trial_spec.node_info`).
+        node: The Ray node it ran on: `id`, `ip`, `hostname`
+            (see `ktsweep.worker.trial_spec.node_info`).
         ended_at: When the launcher learned that the trial's task ended (Unix time), or None.
     """
 

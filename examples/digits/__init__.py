@@ -1,7 +1,7 @@
 """An MLP on scikit-learn's bundled 8x8 digits: the example sweep's hypermodel and data.
 
-Use it in a sweep spec as `hypermodel: examples.digits:build_model` and
-`data: examples.digits:load_data`.
+Use it in a sweep spec as `hypermodel: ktsweep.examples.digits:build_model` and
+`data: ktsweep.examples.digits:load_data`.
 """
 
 from __future__ import annotations

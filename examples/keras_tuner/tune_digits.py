@@ -19,8 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 import keras_tuner as kt  # noqa: E402
 
-from examples.digits import build_model, load_data  # noqa: E402
-from worker import distribute  # noqa: E402
+from ktsweep.examples.digits import build_model, load_data  # noqa: E402
+from ktsweep.worker import distribute  # noqa: E402
 
 
 def main() -> None:

@@ -12,8 +12,8 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
-from service import auth
-from service.scheduler import Scheduler
+from ktsweep.service import auth
+from ktsweep.service.scheduler import Scheduler
 
 
 class AuthError(Exception):

@@ -11,9 +11,9 @@ import orjson
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from service import sweeps as store
-from service.models import Sweep, Trial
-from service.schemas import SweepOut, TrialOut
+from ktsweep.service import sweeps as store
+from ktsweep.service.models import Sweep, Trial
+from ktsweep.service.schemas import SweepOut, TrialOut
 
 
 def trial_out(trial: Trial) -> TrialOut:

@@ -3,8 +3,8 @@
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from service import models  # noqa: F401 - registers the tables
-from service.db import Base
+from ktsweep.service import models  # noqa: F401 - registers the tables
+from ktsweep.service.db import Base
 
 config = context.config
 target_metadata = Base.metadata

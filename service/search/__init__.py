@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from service.search.base import SearchMethod, Suggestion, TrialRecord
-from service.search.grid_search import GridSearch
-from service.search.keras_tuner_space import SpaceDiscoveryError, discover_space
-from service.search.random_search import RandomSearch
-from service.search.space import SearchSpace
-from service.search.stopping import StoppingRule, make_stopping_rule
-from service.spec import SpecProblem, SweepSpec
+from ktsweep.service.search.base import SearchMethod, Suggestion, TrialRecord
+from ktsweep.service.search.grid_search import GridSearch
+from ktsweep.service.search.keras_tuner_space import SpaceDiscoveryError, discover_space
+from ktsweep.service.search.random_search import RandomSearch
+from ktsweep.service.search.space import SearchSpace
+from ktsweep.service.search.stopping import StoppingRule, make_stopping_rule
+from ktsweep.service.spec import SpecProblem, SweepSpec
 
 log = logging.getLogger(__name__)
 
@@ -18,15 +18,15 @@ log = logging.getLogger(__name__)
 def _method_class(method: str) -> type[SearchMethod]:
     # Model-based methods import their libraries only when a sweep uses them.
     if method == "bayes":
-        from service.search.bayes_search import BayesSearch
+        from ktsweep.service.search.bayes_search import BayesSearch
 
         return BayesSearch
     if method == "hyperband":
-        from service.search.hyperband_search import HyperbandSearch
+        from ktsweep.service.search.hyperband_search import HyperbandSearch
 
         return HyperbandSearch
     if method == "tpe":
-        from service.search.tpe_search import TpeSearch
+        from ktsweep.service.search.tpe_search import TpeSearch
 
         return TpeSearch
     return {"random": RandomSearch, "grid": GridSearch}[method]

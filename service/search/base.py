@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from service.search.space import SearchSpace
-from service.spec import SweepSpec
+from ktsweep.service.search.space import SearchSpace
+from ktsweep.service.spec import SweepSpec
 
 if TYPE_CHECKING:
-    from service.search.stopping import StoppingRule
+    from ktsweep.service.search.stopping import StoppingRule
 
 
 @dataclass

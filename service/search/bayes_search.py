@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from service.search.base import TrialRecord
-from service.search.keras_tuner_oracle import KerasTunerOracleSearch
+from ktsweep.service.search.base import TrialRecord
+from ktsweep.service.search.keras_tuner_oracle import KerasTunerOracleSearch
 
 
 class BayesSearch(KerasTunerOracleSearch):

@@ -25,7 +25,7 @@ from typing import Any
 
 from scipy import stats
 
-from service.spec import ParameterSpec
+from ktsweep.service.spec import ParameterSpec
 
 # Unbounded distributions have infinite quantiles at 0 and 1; searchers may propose the edges.
 _EDGE = 1e-9

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from service.search.base import SearchMethod, TrialRecord
+from ktsweep.service.search.base import SearchMethod, TrialRecord
 
 
 class GridSearch(SearchMethod):

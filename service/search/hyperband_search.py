@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.search.base import Suggestion, TrialRecord
-from service.search.keras_tuner_oracle import KerasTunerOracleSearch
+from ktsweep.service.search.base import Suggestion, TrialRecord
+from ktsweep.service.search.keras_tuner_oracle import KerasTunerOracleSearch
 
 DEFAULT_FACTOR = 3
 

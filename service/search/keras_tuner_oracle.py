@@ -16,8 +16,8 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits
 
-from service.search.base import SearchMethod, Suggestion, TrialRecord, metric_history
-from service.search.space import KerasTunerDimension, flatten, nest
+from ktsweep.service.search.base import SearchMethod, Suggestion, TrialRecord, metric_history
+from ktsweep.service.search.space import KerasTunerDimension, flatten, nest
 
 
 class KerasTunerOracleSearch(SearchMethod):

@@ -33,7 +33,7 @@ def discover_space(hypermodel: str) -> Any:
 
 @functools.lru_cache(maxsize=32)
 def _discover(hypermodel: str) -> Any:
-    from worker.entry_points import EntryPointError, resolve_entry_point
+    from ktsweep.worker.entry_points import EntryPointError, resolve_entry_point
 
     try:
         build = resolve_entry_point(hypermodel)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from service.search.base import SearchMethod, TrialRecord
+from ktsweep.service.search.base import SearchMethod, TrialRecord
 
 
 class RandomSearch(SearchMethod):

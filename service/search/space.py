@@ -16,9 +16,9 @@ import abc
 import random
 from typing import Any
 
-from service.search import distributions
-from service.spec import ParameterSpec, SweepSpec
-from worker.trial_spec import flatten_config
+from ktsweep.service.search import distributions
+from ktsweep.service.spec import ParameterSpec, SweepSpec
+from ktsweep.worker.trial_spec import flatten_config
 
 
 class Dimension(abc.ABC):

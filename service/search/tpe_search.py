@@ -7,8 +7,8 @@ from typing import Any
 
 import optuna
 
-from service.search.base import SearchMethod, TrialRecord
-from service.search.space import nest
+from ktsweep.service.search.base import SearchMethod, TrialRecord
+from ktsweep.service.search.space import nest
 
 
 class TpeSearch(SearchMethod):

@@ -49,7 +49,10 @@ def test_callbacks_pass_on_the_pytorch_backend():
 
 
 def test_callbacks_package_never_imports_tensorflow():
-    code = "import sys, callbacks, callbacks.legacy; print('tensorflow' in sys.modules)"
+    code = (
+        "import sys, ktsweep.callbacks, ktsweep.callbacks.legacy; "
+        "print('tensorflow' in sys.modules)"
+    )
     env = {**os.environ, "KERAS_BACKEND": "torch" if importlib.util.find_spec("torch") else "jax"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO_ROOT, env.get("PYTHONPATH")]))
     if importlib.util.find_spec(env["KERAS_BACKEND"]) is None:

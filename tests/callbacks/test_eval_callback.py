@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import wandb
 
-from callbacks import ClassificationEvalCallback, EvalCallback, WandbEvalCallback
+from ktsweep.callbacks import ClassificationEvalCallback, EvalCallback, WandbEvalCallback
 
 SAMPLES = 12
 

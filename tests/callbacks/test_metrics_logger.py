@@ -10,8 +10,8 @@ import pytest
 import wandb
 from keras.src.utils.python_utils import is_default
 
-from callbacks import MetricsLogger, WandbMetricsLogger
-from callbacks._history_writer import HistoryWriter
+from ktsweep.callbacks import MetricsLogger, WandbMetricsLogger
+from ktsweep.callbacks._history_writer import HistoryWriter
 
 EPOCHS = 2
 BATCH_SIZE = 128

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import wandb
 
-from callbacks import ModelCheckpoint, WandbModelCheckpoint
+from ktsweep.callbacks import ModelCheckpoint, WandbModelCheckpoint
 
 BATCH_SIZE = 128
 

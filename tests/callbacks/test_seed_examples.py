@@ -7,7 +7,12 @@ import os
 import numpy as np
 import wandb
 
-from callbacks import WandbCallback, WandbEvalCallback, WandbMetricsLogger, WandbModelCheckpoint
+from ktsweep.callbacks import (
+    WandbCallback,
+    WandbEvalCallback,
+    WandbMetricsLogger,
+    WandbModelCheckpoint,
+)
 
 
 class WandbClfEvalCallback(WandbEvalCallback):

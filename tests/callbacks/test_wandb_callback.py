@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import wandb
 
-import callbacks
-import callbacks.legacy
-from callbacks import WandbCallback
+import ktsweep.callbacks
+import ktsweep.callbacks.legacy
+from ktsweep.callbacks import WandbCallback
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -33,9 +33,9 @@ def fit(model, digits, callbacks, epochs=2):
 
 @pytest.fixture
 def legacy_mode():
-    callbacks.legacy.enable()
+    ktsweep.callbacks.legacy.enable()
     yield
-    callbacks.legacy.disable()
+    ktsweep.callbacks.legacy.disable()
 
 
 def test_constructing_without_run_says_to_call_wandb_init(wandb_env):
@@ -181,16 +181,16 @@ def test_legacy_mode_makes_wandb_keras_import_ours(legacy_mode):
         WandbModelCheckpoint,
     )
 
-    assert LegacyCallback is callbacks.WandbCallback
-    assert WandbMetricsLogger is callbacks.MetricsLogger
-    assert WandbModelCheckpoint is callbacks.ModelCheckpoint
-    assert WandbEvalCallback is callbacks.EvalCallback
+    assert LegacyCallback is ktsweep.callbacks.WandbCallback
+    assert WandbMetricsLogger is ktsweep.callbacks.MetricsLogger
+    assert WandbModelCheckpoint is ktsweep.callbacks.ModelCheckpoint
+    assert WandbEvalCallback is ktsweep.callbacks.EvalCallback
 
 
 def test_legacy_mode_can_be_disabled():
-    callbacks.legacy.enable()
-    callbacks.legacy.disable()
-    assert not callbacks.legacy.is_enabled()
+    ktsweep.callbacks.legacy.enable()
+    ktsweep.callbacks.legacy.disable()
+    assert not ktsweep.callbacks.legacy.is_enabled()
     with pytest.raises(ImportError):
         from wandb.keras import WandbCallback  # noqa: F401
 
@@ -219,7 +219,7 @@ def test_old_script_runs_unchanged_in_legacy_mode(tmp_path):
         )
     )
     runner = (
-        "import callbacks.legacy, runpy, sys; callbacks.legacy.enable(); "
+        "import ktsweep.callbacks.legacy, runpy, sys; ktsweep.callbacks.legacy.enable(); "
         "runpy.run_path(sys.argv[1], run_name='__main__')"
     )
     env = {

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.config import Settings
+from ktsweep.service.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"

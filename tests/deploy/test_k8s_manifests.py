@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.config import Settings
+from ktsweep.service.config import Settings
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 

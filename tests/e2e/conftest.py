@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.client import Client
+from ktsweep.client import Client
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,7 +44,7 @@ class ServerProcess:
     def start(self, timeout_s: float = 120) -> ServerProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "ktsweep.service.cli", "serve", "--port", str(self.port)],
                 cwd=REPO,
                 env=self.env,
                 stdout=log,

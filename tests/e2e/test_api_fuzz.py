@@ -9,8 +9,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from service.app import create_app
-from service.config import Settings
+from ktsweep.service.app import create_app
+from ktsweep.service.config import Settings
 from tests.e2e.conftest import ServerProcess
 
 _schema_dir = Path(tempfile.mkdtemp(prefix="ktsweep-schema-"))

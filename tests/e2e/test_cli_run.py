@@ -17,7 +17,7 @@ def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("KTSWEEP_DATABASE_URL", None)
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args],
+        [sys.executable, "-m", "ktsweep.service.cli", *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from service.client import Client
+from ktsweep.client import Client
 from tests.e2e.conftest import ServerProcess
 from tests.waiting import wait_for
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from service.client import ApiError
+from ktsweep.client import ApiError
 from tests.e2e.wandb_endpoint import WandbEndpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,7 +21,7 @@ EXAMPLE = REPO / "examples" / "digits" / "sweep.yaml"
 
 @pytest.fixture(scope="module")
 def finished_digits_sweep(server):
-    from service.client import Client
+    from ktsweep.client import Client
 
     with Client(server["url"]) as api:
         sweep = api.submit(EXAMPLE)
@@ -82,7 +82,16 @@ def test_sweep_never_ran_more_than_parallelism_trials_at_once(finished_digits_sw
 
 def _sync(server, sweep_id: str, *args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", "sync", sweep_id, "--url", server["url"], *args],
+        [
+            sys.executable,
+            "-m",
+            "ktsweep.service.cli",
+            "sync",
+            sweep_id,
+            "--url",
+            server["url"],
+            *args,
+        ],
         cwd=REPO,
         env={**os.environ, "COLUMNS": "200", **env},
         capture_output=True,
@@ -154,7 +163,7 @@ def test_min_greater_than_max_is_rejected_with_its_path(client, server):
 def test_hypermodel_that_does_not_import_fails_its_trials_and_sweep_goes_on(client):
     spec = yaml.safe_load(EXAMPLE.read_text())
     spec.update(name="broken-import", run_cap=3, parallelism=1)
-    spec["trial"]["hypermodel"] = "examples.no_such_module:build_model"
+    spec["trial"]["hypermodel"] = "ktsweep.examples.no_such_module:build_model"
     sweep = client.submit(spec)
     final = client.wait(sweep["id"], timeout_s=300)
     trials = client.trials(sweep["id"])
@@ -162,7 +171,7 @@ def test_hypermodel_that_does_not_import_fails_its_trials_and_sweep_goes_on(clie
     for trial in trials:
         detail = client.trial(trial["id"])
         assert detail["state"] == "failed"
-        assert "No module named 'examples.no_such_module'" in detail["error"]
+        assert "No module named 'ktsweep.examples.no_such_module'" in detail["error"]
     assert final["state"] == "failed"  # no trial succeeded, but every one of run_cap was tried
 
 

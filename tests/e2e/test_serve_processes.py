@@ -12,7 +12,7 @@ import signal
 import httpx
 import yaml
 
-from service.client import Client
+from ktsweep.client import Client
 from tests.e2e.conftest import REPO, ServerProcess
 from tests.waiting import wait_for
 

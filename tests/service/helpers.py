@@ -11,10 +11,10 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.config import Settings
-from service.models import Sweep, SweepState, Trial
-from worker.ray_runner import ensure_ray
+from ktsweep.service.app import create_app
+from ktsweep.service.config import Settings
+from ktsweep.service.models import Sweep, SweepState, Trial
+from ktsweep.worker.ray_runner import ensure_ray
 
 DIGITS_SPEC: dict[str, Any] = {
     "name": "digits",
@@ -23,8 +23,8 @@ DIGITS_SPEC: dict[str, Any] = {
     "parameters": {"units": {"values": [16, 32]}},
     "run_cap": 2,
     "trial": {
-        "hypermodel": "examples.digits:build_model",
-        "data": "examples.digits:load_data",
+        "hypermodel": "ktsweep.examples.digits:build_model",
+        "data": "ktsweep.examples.digits:load_data",
         "fit": {"epochs": 1},
     },
     "wandb": {"mode": "disabled"},

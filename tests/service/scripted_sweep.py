@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from datetime import datetime, timedelta, timezone
 
-from service.search import Suggestion, TrialRecord, make_search_method
+from ktsweep.service.search import Suggestion, TrialRecord, make_search_method
 
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 

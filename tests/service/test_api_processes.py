@@ -15,13 +15,13 @@ from contextlib import contextmanager
 import uvicorn
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.config import Settings
-from service.models import Sweep, Trial, TrialReport
-from service.processes import LeaderLink, bind_unix, new_internal_token
+from ktsweep.service.app import create_app
+from ktsweep.service.config import Settings
+from ktsweep.service.models import Sweep, Trial, TrialReport
+from ktsweep.service.processes import LeaderLink, bind_unix, new_internal_token
+from ktsweep.worker.ray_runner import ensure_ray
 from tests.service.helpers import DIGITS_SPEC
 from tests.waiting import wait_for
-from worker.ray_runner import ensure_ray
 
 TOKEN = "operator-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

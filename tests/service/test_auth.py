@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.auth import trial_token
+from ktsweep.service.auth import trial_token
 from tests.service.helpers import DIGITS_SPEC, controller, store_sweep
 
 TOKEN = "s3cret-operator-token"

@@ -1,5 +1,5 @@
-"""Connections spread evenly over the API's processes (`service.balancer`), for real: uvicorn
-servers sharing one port with `SO_REUSEPORT`, each with its own balancer, the connections
+"""Connections spread evenly over the API's processes (`ktsweep.service.balancer`), for real:
+uvicorn servers sharing one port with `SO_REUSEPORT`, each with its own balancer, the connections
 handed between them as file descriptors over their Unix sockets. The servers run in threads
 of this process here (the descriptors pass the same way); `tests/e2e/test_serve_processes.py`
 checks `ktsweep serve --processes 2` itself."""
@@ -20,8 +20,8 @@ from contextlib import ExitStack, contextmanager
 import pytest
 from fastapi import FastAPI, Request
 
-from service.balancer import ConnectionBalancer, balanced_server
-from service.processes import bind_tcp, bind_unix
+from ktsweep.service.balancer import ConnectionBalancer, balanced_server
+from ktsweep.service.processes import bind_tcp, bind_unix
 from tests.service.helpers import read_response
 from tests.waiting import wait_for
 

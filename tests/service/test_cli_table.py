@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from service.cli import _progress_view
+from ktsweep.service.cli import _progress_view
 
 
 def rendered(nodes: list[dict | None]) -> str:

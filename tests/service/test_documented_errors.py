@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.auth import trial_token
+from ktsweep.service.auth import trial_token
 from tests.service.helpers import DIGITS_SPEC, controller, store_sweep
 
 TOKEN = "operator-token"
@@ -117,8 +117,8 @@ def test_every_documented_error_status_is_reachable(tmp_path):
 def test_readyz_is_503_until_the_scheduler_runs(tmp_path):
     from fastapi.testclient import TestClient
 
-    from service.app import create_app
-    from service.config import Settings
+    from ktsweep.service.app import create_app
+    from ktsweep.service.config import Settings
 
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}"))
     not_started = TestClient(app)  # no `with`: the app's startup has not run

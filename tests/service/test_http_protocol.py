@@ -15,7 +15,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 
-from service.http_protocol import HTTP_PROTOCOL, HeadHoldingTransport
+from ktsweep.service.http_protocol import HTTP_PROTOCOL, HeadHoldingTransport
 from tests.service.helpers import read_response
 
 pytestmark = pytest.mark.skipif(isinstance(HTTP_PROTOCOL, str), reason="httptools is not installed")

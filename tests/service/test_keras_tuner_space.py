@@ -2,10 +2,10 @@
 
 import keras
 
-from service.search import check_search_space, make_search_method
-from service.search.keras_tuner_space import discover_space
-from service.spec import parse_spec
-from worker import hyperparameters_for
+from ktsweep.service.search import check_search_space, make_search_method
+from ktsweep.service.search.keras_tuner_space import discover_space
+from ktsweep.service.spec import parse_spec
+from ktsweep.worker import hyperparameters_for
 
 HERE = "test_keras_tuner_space"
 
@@ -40,7 +40,7 @@ def spec(method="random", parameters=None, hypermodel=f"{HERE}:build_conditional
         "metric": {"name": "val_loss"},
         "run_cap": 40,
         "seed": 5,
-        "trial": {"hypermodel": hypermodel, "data": "examples.digits:load_data"},
+        "trial": {"hypermodel": hypermodel, "data": "ktsweep.examples.digits:load_data"},
     }
     if parameters is not None:
         data["parameters"] = parameters
@@ -121,10 +121,10 @@ def test_tpe_respects_conditional_scopes():
 
 
 def test_a_suggested_config_builds_the_digits_model_with_its_values():
-    search = make_search_method(spec(hypermodel="examples.digits:build_model"))
+    search = make_search_method(spec(hypermodel="ktsweep.examples.digits:build_model"))
     config = search.suggest(0, [])
     assert set(config) == {"units", "dropout", "learning_rate"}
-    from examples.digits import build_model
+    from ktsweep.examples.digits import build_model
 
     model = build_model(hyperparameters_for(config))
     assert model.layers[0].units == config["units"]

@@ -29,8 +29,8 @@ def sleeping_sweep(run_cap: int, epochs: int, epoch_s: float, **changes) -> dict
         "run_cap": run_cap,
         "parallelism": 2,
         "trial": {
-            "hypermodel": "examples.trivial:build_model",
-            "data": "examples.trivial:load_data",
+            "hypermodel": "ktsweep.examples.trivial:build_model",
+            "data": "ktsweep.examples.trivial:load_data",
             "fit": {"epochs": epochs},
         },
         "wandb": {"mode": "disabled"},

@@ -7,8 +7,8 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from service import sweeps as store
-from service.models import TrialReport
+from ktsweep.service import sweeps as store
+from ktsweep.service.models import TrialReport
 from tests.service.helpers import DIGITS_SPEC, controller, store_sweep
 
 

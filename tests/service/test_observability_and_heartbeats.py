@@ -6,7 +6,7 @@ import json
 import logging
 from datetime import datetime, timedelta, timezone
 
-from service.observability import JsonFormatter
+from ktsweep.service.observability import JsonFormatter
 from tests.service.helpers import DIGITS_SPEC, controller, store_sweep
 from tests.waiting import wait_for
 
@@ -69,7 +69,7 @@ def test_metrics_endpoint_counts_trials_reports_and_ray_resources(tmp_path):
 
 def test_logs_are_json_lines_with_sweep_and_trial_ids():
     record = logging.LogRecord(
-        "service.scheduler", logging.INFO, __file__, 1, "trial %s ended", ("t-1",), None
+        "ktsweep.service.scheduler", logging.INFO, __file__, 1, "trial %s ended", ("t-1",), None
     )
     record.sweep_id, record.trial_id = "s", "t-1"
     entry = json.loads(JsonFormatter().format(record))

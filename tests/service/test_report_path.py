@@ -10,10 +10,10 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import create_engine, select
 
-from service import sweeps as store
-from service.db import make_engine
-from service.models import Trial, TrialReport
-from service.schemas import TrialDetail, TrialOut
+from ktsweep.service import sweeps as store
+from ktsweep.service.db import make_engine
+from ktsweep.service.models import Trial, TrialReport
+from ktsweep.service.schemas import TrialDetail, TrialOut
 from tests.service.helpers import DIGITS_SPEC, controller, store_sweep
 
 

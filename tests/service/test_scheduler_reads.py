@@ -9,11 +9,11 @@ from pathlib import Path
 
 from sqlalchemy import update
 
-from service import sweeps as store
-from service.db import AsyncConnections, make_engine, make_sessions, migrate
-from service.models import Sweep, Trial, utcnow
-from service.scheduler import Scheduler, _records_with_histories
-from worker.ray_runner import RayTrialExecutor
+from ktsweep.service import sweeps as store
+from ktsweep.service.db import AsyncConnections, make_engine, make_sessions, migrate
+from ktsweep.service.models import Sweep, Trial, utcnow
+from ktsweep.service.scheduler import Scheduler, _records_with_histories
+from ktsweep.worker.ray_runner import RayTrialExecutor
 
 SPEC = {
     "name": "reads",
@@ -21,7 +21,10 @@ SPEC = {
     "metric": {"name": "loss", "goal": "minimize"},
     "parameters": {"units": {"values": [8, 16]}},
     "run_cap": 50,
-    "trial": {"hypermodel": "examples.trivial:build_model", "data": "examples.trivial:load_data"},
+    "trial": {
+        "hypermodel": "ktsweep.examples.trivial:build_model",
+        "data": "ktsweep.examples.trivial:load_data",
+    },
 }
 
 

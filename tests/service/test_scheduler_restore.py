@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from service.models import Sweep, SweepState, Trial, TrialReport
-from service.search import make_search_method
-from service.spec import parse_spec
+from ktsweep.service.models import Sweep, SweepState, Trial, TrialReport
+from ktsweep.service.search import make_search_method
+from ktsweep.service.spec import parse_spec
 from tests.service.helpers import DIGITS_SPEC, controller
 from tests.service.scripted_sweep import SPACE, ScriptedSweep
 

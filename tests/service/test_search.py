@@ -6,9 +6,9 @@ import random
 import pytest
 from scipy import stats
 
-from service.search import GridSearch, RandomSearch, TrialRecord, make_search_method
-from service.search.distributions import sample_parameter
-from service.spec import ParameterSpec, parse_spec
+from ktsweep.service.search import GridSearch, RandomSearch, TrialRecord, make_search_method
+from ktsweep.service.search.distributions import sample_parameter
+from ktsweep.service.spec import ParameterSpec, parse_spec
 from tests.service.scripted_sweep import run_to_the_end
 
 N = 4000

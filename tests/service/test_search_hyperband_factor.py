@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.search import make_search_method
-from service.spec import SpecError, parse_spec
+from ktsweep.service.search import make_search_method
+from ktsweep.service.spec import SpecError, parse_spec
 from tests.service.scripted_sweep import run_to_the_end
 
 

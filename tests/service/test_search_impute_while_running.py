@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.search import TrialRecord, make_search_method
-from service.spec import parse_spec
+from ktsweep.service.search import TrialRecord, make_search_method
+from ktsweep.service.spec import parse_spec
 
 
 def spec_for(method, impute_while_running="false", parameters=None):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.search import TrialRecord, make_search_method
-from service.spec import parse_spec
+from ktsweep.service.search import TrialRecord, make_search_method
+from ktsweep.service.spec import parse_spec
 from tests.service.scripted_sweep import SPACE, ScriptedSweep
 
 

@@ -4,10 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from service.spec import DISTRIBUTIONS, SpecError, parse_spec
+from ktsweep.service.spec import DISTRIBUTIONS, SpecError, parse_spec
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "digits" / "sweep.yaml"
-TRIAL = {"hypermodel": "examples.digits:build_model", "data": "examples.digits:load_data"}
+TRIAL = {
+    "hypermodel": "ktsweep.examples.digits:build_model",
+    "data": "ktsweep.examples.digits:load_data",
+}
 
 
 def minimal_spec(**changes):
@@ -105,8 +108,8 @@ run_cap: 10
 
 @pytest.mark.parametrize("name", sorted(WANDB_EXAMPLES))
 def test_wandb_example_sweeps_are_accepted(name):
-    text = WANDB_EXAMPLES[name] + "trial: {hypermodel: examples.digits:build_model, "
-    text += "data: examples.digits:load_data}\n"
+    text = WANDB_EXAMPLES[name] + "trial: {hypermodel: ktsweep.examples.digits:build_model, "
+    text += "data: ktsweep.examples.digits:load_data}\n"
     spec = parse_spec(text)
     assert spec.metric is not None and spec.parameters
 
@@ -164,7 +167,7 @@ def test_every_problem_is_listed_at_once():
 
 
 def test_entry_point_must_name_a_function():
-    spec = minimal_spec(trial={"hypermodel": "examples.digits", "data": TRIAL["data"]})
+    spec = minimal_spec(trial={"hypermodel": "ktsweep.examples.digits", "data": TRIAL["data"]})
     assert problem_paths(spec) == ["trial.hypermodel"]
 
 

@@ -2,14 +2,14 @@
 
 import pytest
 
-from service.search.base import TrialRecord
-from service.search.stopping import (
+from ktsweep.service.search.base import TrialRecord
+from ktsweep.service.search.stopping import (
     AshaStoppingRule,
     HyperbandStoppingRule,
     MedianStoppingRule,
     make_stopping_rule,
 )
-from service.spec import parse_spec
+from ktsweep.service.spec import parse_spec
 
 
 def trial(number, values, state="completed", metric="loss"):

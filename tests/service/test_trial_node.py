@@ -10,8 +10,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, text
 
-import service.db
-from service.db import migrate
+import ktsweep.service.db
+from ktsweep.service.db import migrate
 from tests.service.helpers import DIGITS_SPEC, controller, store_sweep
 from tests.waiting import wait_for
 
@@ -68,7 +68,9 @@ def test_upgrading_a_database_of_the_first_schema_keeps_its_trials(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
     engine = create_engine(url)
     config = Config()
-    config.set_main_option("script_location", str(Path(service.db.__file__).parent / "migrations"))
+    config.set_main_option(
+        "script_location", str(Path(ktsweep.service.db.__file__).parent / "migrations")
+    )
     config.set_main_option("sqlalchemy.url", url)
     with engine.begin() as connection:
         config.attributes["connection"] = connection

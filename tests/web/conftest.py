@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.client import Client
+from ktsweep.client import Client
 from tests.e2e.conftest import ServerProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,8 +59,8 @@ def sleeper_spec(name: str) -> dict:
         "run_cap": 3,
         "parallelism": 1,
         "trial": {
-            "hypermodel": "examples.trivial:build_model",
-            "data": "examples.trivial:load_data",
+            "hypermodel": "ktsweep.examples.trivial:build_model",
+            "data": "ktsweep.examples.trivial:load_data",
             "fit": {"epochs": 400},
             "resources": {"cpu": 1},
         },

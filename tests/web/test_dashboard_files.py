@@ -8,7 +8,7 @@ from importlib import resources
 import httpx
 import pytest
 
-STATIC = resources.files("service.web") / "static"
+STATIC = resources.files("ktsweep.service.web") / "static"
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
 
 

@@ -15,9 +15,9 @@ import pytest
 import ray
 from keras_tuner.src.engine.trial import TrialStatus
 
-from examples.digits import build_model, load_data
-from worker import distribute
-from worker.last_checkpoint import read_last_checkpoint, read_worker_info
+from ktsweep.examples.digits import build_model, load_data
+from ktsweep.worker import distribute
+from ktsweep.worker.last_checkpoint import read_last_checkpoint, read_worker_info
 
 # Workers unpickle this module's models and callbacks by value: it is not importable there.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])

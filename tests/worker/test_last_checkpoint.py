@@ -6,8 +6,8 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-from examples.digits import build_model
-from worker.last_checkpoint import (
+from ktsweep.examples.digits import build_model
+from ktsweep.worker.last_checkpoint import (
     LastEpochCheckpoint,
     last_checkpoint_record,
     read_last_checkpoint,

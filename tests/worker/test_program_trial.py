@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from worker import TrialSpec, run_program_trial
-from worker.program_trial import find_run_dir, read_history, sweep_command
+from ktsweep.worker import TrialSpec, run_program_trial
+from ktsweep.worker.program_trial import find_run_dir, read_history, sweep_command
 
 SCRIPT = textwrap.dedent(
     """

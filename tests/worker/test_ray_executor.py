@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from ktsweep.worker import RayTrialExecutor, TrialSpec
+from ktsweep.worker.last_checkpoint import read_last_checkpoint, read_worker_info
 from tests.waiting import wait_for
-from worker import RayTrialExecutor, TrialSpec
-from worker.last_checkpoint import read_last_checkpoint, read_worker_info
 
 pytestmark = pytest.mark.usefixtures("local_ray")
 
@@ -22,8 +22,8 @@ def long_trial(tmp_path: Path, trial_id: str, **changes) -> TrialSpec:
         trial_id=trial_id,
         sweep_id="s",
         hyperparameters={"units": 32, "dropout": 0.1, "learning_rate": 0.01},
-        hypermodel="examples.digits:build_model",
-        data="examples.digits:load_data",
+        hypermodel="ktsweep.examples.digits:build_model",
+        data="ktsweep.examples.digits:load_data",
         # Small batches make each epoch take a while, so a test can act mid-trial.
         fit={"epochs": 40, "batch_size": 4},
         wandb={"project": "tests", "mode": "disabled"},
@@ -97,7 +97,7 @@ def test_cancel_kills_the_running_trial(tmp_path):
 
 def test_a_raising_trial_ends_failed_with_its_traceback(tmp_path):
     executor = RayTrialExecutor()
-    spec = long_trial(tmp_path, "t-bad", hypermodel="examples.digits:no_such_builder")
+    spec = long_trial(tmp_path, "t-bad", hypermodel="ktsweep.examples.digits:no_such_builder")
     result = launch(executor, spec).get(timeout=120)
     assert result.state == "failed"
     assert "Traceback" in result.error and "no_such_builder" in result.error
@@ -109,8 +109,8 @@ def quick_trial(tmp_path: Path, trial_id: str, epochs: int = 2, epoch_s: float =
         trial_id=trial_id,
         sweep_id="s",
         hyperparameters={"epoch_s": epoch_s},
-        hypermodel="examples.trivial:build_model",
-        data="examples.trivial:load_data",
+        hypermodel="ktsweep.examples.trivial:build_model",
+        data="ktsweep.examples.trivial:load_data",
         fit={"epochs": epochs},
         wandb={"mode": "disabled"},
         callbacks={"metrics_logger": None},

@@ -11,13 +11,13 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from service.app import create_app
-from service.config import Settings
-from service.models import Sweep
+from ktsweep.service.app import create_app
+from ktsweep.service.config import Settings
+from ktsweep.service.models import Sweep
+from ktsweep.worker.ray_runner import ensure_ray
+from ktsweep.worker.reporter import HttpReporter
 from tests.service.helpers import DIGITS_SPEC, store_sweep
 from tests.waiting import wait_for
-from worker.ray_runner import ensure_ray
-from worker.reporter import HttpReporter
 
 
 @contextmanager
@@ -151,7 +151,7 @@ def _fit_with_reports(reporter, epochs: int):
     import keras
     from sklearn.datasets import load_digits
 
-    from worker.reporter import ReportingCallback
+    from ktsweep.worker.reporter import ReportingCallback
 
     x, y = load_digits(return_X_y=True)
     model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")])
@@ -177,7 +177,7 @@ def test_background_reporting_leaves_the_last_epoch_to_the_result(tmp_path):
         # Every epoch is in the history the trial's result carries ...
         assert [entry["step"] for entry in reporting.history] == [1, 2, 3]
         with app.state.sessions() as session:
-            from service.models import Trial
+            from ktsweep.service.models import Trial
 
             sent = [report.step for report in session.get(Trial, background_trial).reports]
             answered = [report.step for report in session.get(Trial, waiting_trial).reports]

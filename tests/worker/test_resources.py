@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker import ray_options
-from worker.resources import CPU_TRIALS_PER_PROCESS, max_calls
+from ktsweep.worker import ray_options
+from ktsweep.worker.resources import CPU_TRIALS_PER_PROCESS, max_calls
 
 
 def test_cpu_trials_reuse_warm_processes():

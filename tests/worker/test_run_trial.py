@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from worker import TrialSpec, hyperparameters_for, resolve_entry_point, run_trial, run_trial_safely
-from worker.entry_points import EntryPointError
+from ktsweep.worker import (
+    TrialSpec,
+    hyperparameters_for,
+    resolve_entry_point,
+    run_trial,
+    run_trial_safely,
+)
+from ktsweep.worker.entry_points import EntryPointError
 
 
 class SpyReporter:
@@ -27,8 +33,8 @@ def digits_trial(tmp_path: Path, **changes) -> TrialSpec:
         trial_id="t-0",
         sweep_id="s",
         hyperparameters={"units": 32, "dropout": 0.1, "learning_rate": 0.01},
-        hypermodel="examples.digits:build_model",
-        data="examples.digits:load_data",
+        hypermodel="ktsweep.examples.digits:build_model",
+        data="ktsweep.examples.digits:load_data",
         fit={"epochs": 3, "batch_size": 64},
         metric="val_accuracy",
         wandb={"project": "tests", "mode": "offline", "dir": str(tmp_path)},
@@ -76,7 +82,7 @@ def test_checkpoint_written_and_reported(tmp_path):
 
 
 def test_hyperparameters_reach_the_model(tmp_path):
-    build = resolve_entry_point("examples.digits:build_model")
+    build = resolve_entry_point("ktsweep.examples.digits:build_model")
     model = build(hyperparameters_for({"units": 48, "dropout": 0.2, "learning_rate": 0.005}))
     assert model.layers[0].units == 48
     assert model.layers[1].rate == pytest.approx(0.2)
@@ -97,6 +103,6 @@ def test_missing_module_fails_the_trial_with_the_import_error(tmp_path):
 
 def test_entry_point_without_function_is_explained():
     with pytest.raises(EntryPointError, match="package.module:function"):
-        resolve_entry_point("examples.digits")
+        resolve_entry_point("ktsweep.examples.digits")
     with pytest.raises(EntryPointError, match="has no attribute 'nope'"):
-        resolve_entry_point("examples.digits:nope")
+        resolve_entry_point("ktsweep.examples.digits:nope")

@@ -7,8 +7,8 @@ import gc
 import keras
 import pytest
 
-from worker.trial_runner import run_trial
-from worker.trial_spec import TrialSpec
+from ktsweep.worker.trial_runner import run_trial
+from ktsweep.worker.trial_spec import TrialSpec
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow", reason="the graphs in question are TensorFlow's"
@@ -19,8 +19,8 @@ def digits_trial(tmp_path, number: int) -> TrialSpec:
     return TrialSpec(
         trial_id=f"memory-{number}",
         hyperparameters={"units": 32, "dropout": 0.1, "learning_rate": 0.003},
-        hypermodel="examples.digits:build_model",
-        data="examples.digits:load_data",
+        hypermodel="ktsweep.examples.digits:build_model",
+        data="ktsweep.examples.digits:load_data",
         fit={"epochs": 1, "batch_size": 64},
         wandb={"mode": "disabled"},
         checkpoint_dir=str(tmp_path / f"trial-{number}"),

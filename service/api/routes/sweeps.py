@@ -7,14 +7,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from service import sweeps as store
-from service.api.deps import ReadAccess, SchedulerDep, SessionDep, WriteAccess
-from service.api.presenters import FastJSONResponse, sweep_out, trial_out, trial_out_json
-from service.entry_policy import check_entry_points
-from service.models import SweepState, TrialState
-from service.schemas import ErrorOut, ProblemList, SweepList, SweepOut, TrialList, TrialOut
-from service.search import check_search_space
-from service.spec import SpecError, SpecProblem, SweepSpec, load_spec_text, parse_spec
+from ktsweep.service import sweeps as store
+from ktsweep.service.api.deps import ReadAccess, SchedulerDep, SessionDep, WriteAccess
+from ktsweep.service.api.presenters import FastJSONResponse, sweep_out, trial_out, trial_out_json
+from ktsweep.service.entry_policy import check_entry_points
+from ktsweep.service.models import SweepState, TrialState
+from ktsweep.service.schemas import ErrorOut, ProblemList, SweepList, SweepOut, TrialList, TrialOut
+from ktsweep.service.search import check_search_space
+from ktsweep.service.spec import SpecError, SpecProblem, SweepSpec, load_spec_text, parse_spec
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from service import sweeps as store
-from service.api.deps import ReadAccess, ReportAccess, SessionDep
-from service.api.presenters import FastJSONResponse, trial_detail_json
-from service.schemas import (
+from ktsweep.service import sweeps as store
+from ktsweep.service.api.deps import ReadAccess, ReportAccess, SessionDep
+from ktsweep.service.api.presenters import FastJSONResponse, trial_detail_json
+from ktsweep.service.schemas import (
     ErrorOut,
     HeartbeatIn,
     ProblemList,

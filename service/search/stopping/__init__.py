@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from service.search.stopping.asha_stopping import AshaStoppingRule
-from service.search.stopping.base import StoppingRule
-from service.search.stopping.hyperband_stopping import HyperbandStoppingRule
-from service.search.stopping.median_stopping import MedianStoppingRule
-from service.spec import AshaStopping, HyperbandStopping, MedianStopping, SweepSpec
+from ktsweep.service.search.stopping.asha_stopping import AshaStoppingRule
+from ktsweep.service.search.stopping.base import StoppingRule
+from ktsweep.service.search.stopping.hyperband_stopping import HyperbandStoppingRule
+from ktsweep.service.search.stopping.median_stopping import MedianStoppingRule
+from ktsweep.service.spec import AshaStopping, HyperbandStopping, MedianStopping, SweepSpec
 
 
 def make_stopping_rule(spec: SweepSpec) -> StoppingRule | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optuna
 
-from service.search.stopping.optuna_pruner_rule import OptunaPrunerRule
+from ktsweep.service.search.stopping.optuna_pruner_rule import OptunaPrunerRule
 
 
 class AshaStoppingRule(OptunaPrunerRule):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 
-from service.search.base import TrialRecord
+from ktsweep.service.search.base import TrialRecord
 
 
 class StoppingRule(abc.ABC):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from service.search.base import TrialRecord, metric_history
-from service.search.stopping.base import StoppingRule
+from ktsweep.service.search.base import TrialRecord, metric_history
+from ktsweep.service.search.stopping.base import StoppingRule
 
 
 class HyperbandStoppingRule(StoppingRule):

@@ -6,8 +6,8 @@ import logging
 
 import optuna
 
-from service.search.base import TrialRecord, metric_history
-from service.search.stopping.base import StoppingRule
+from ktsweep.service.search.base import TrialRecord, metric_history
+from ktsweep.service.search.stopping.base import StoppingRule
 
 log = logging.getLogger(__name__)
 
