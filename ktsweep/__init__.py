@@ -33,7 +33,10 @@ def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'ktsweep' has no attribute {name!r}")
     if name in {"distribute", "DistributedSearch"}:
-        from ktsweep.backend import require_backend
+        from ktsweep.backend import MissingBackendError, require_backend
 
-        require_backend()
+        try:
+            require_backend()
+        except MissingBackendError as exc:
+            raise SystemExit(f"ktsweep: {exc}") from None
     return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -47,6 +47,7 @@ def run(
     ] = None,
 ) -> None:
     """Run a sweep right here: a local Ray, SQLite, W&B offline; shows live progress."""
+    _require_backend()
     from ktsweep.service.spec import SpecError, parse_spec
 
     submission = spec_for_submission(spec)
@@ -95,6 +96,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the REST API (the controller), scheduling trials on Ray."""
+    _require_backend()
     import uvicorn
 
     from ktsweep.service.app import create_app
@@ -199,6 +201,17 @@ UrlOption = Annotated[
 TokenOption = Annotated[
     str | None, typer.Option("--token", help="API token (default KTSWEEP_TOKEN).")
 ]
+
+
+def _require_backend() -> None:
+    """Exit with one line naming the extra to install when Keras has no backend."""
+    from ktsweep.backend import MissingBackendError, require_backend
+
+    try:
+        require_backend()
+    except MissingBackendError as exc:
+        console.print(str(exc), style="red", markup=False, soft_wrap=True, highlight=False)
+        raise typer.Exit(2) from None
 
 
 def _client(url: str | None, token: str | None) -> Client:

@@ -12,15 +12,11 @@ Tunes the digits MLP (sklearn's bundled digits, no download) with Keras Tuner's 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+import keras_tuner as kt
 
-import keras_tuner as kt  # noqa: E402
-
-from ktsweep.examples.digits import build_model, load_data  # noqa: E402
-from ktsweep.worker import distribute  # noqa: E402
+from ktsweep import distribute
+from ktsweep.examples.digits import build_model, load_data
 
 
 def main() -> None:
