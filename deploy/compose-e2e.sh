@@ -148,13 +148,14 @@ phase "wheels"
 # The image's Python is Debian bookworm's 3.11, and so must be the Python that picks the wheels.
 python3 -c 'import sys; assert sys.version_info[:2] == (3, 11)' ||
     fail "the wheels are chosen by the host's python3, which must be 3.11 like the image's"
-python3 -c "import tomllib; print('\n'.join(tomllib.load(open('$repo/pyproject.toml', 'rb'))['project']['dependencies']))" \
-    >"$work/requirements.txt"
-stamp="$(sha256sum "$work/requirements.txt" | cut -c1-16)"
+# What deploy/Dockerfile installs: pyproject.toml's requirements with the CPU-only TensorFlow,
+# through constraints.txt.
+python3 "$repo/deploy/requirements.py" tensorflow-cpu >"$work/requirements.txt"
+stamp="$(cat "$work/requirements.txt" "$repo/constraints.txt" | sha256sum | cut -c1-16)"
 if [ "$(cat "$cache/wheels/.stamp" 2>/dev/null)" != "$stamp" ]; then
     mkdir -p "$cache/wheels"
     "$tools/bin/pip" wheel --quiet --wheel-dir "$cache/wheels" -r "$work/requirements.txt" \
-        pip "setuptools>=69" wheel >"$work/pip-wheel.log" 2>&1 || {
+        -c "$repo/constraints.txt" pip "setuptools>=69" wheel >"$work/pip-wheel.log" 2>&1 || {
         grep -v "^WARNING: Location" "$work/pip-wheel.log" | tail -20
         fail "could not fetch the wheels of the image's dependencies (log above)"
     }
