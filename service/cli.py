@@ -531,6 +531,13 @@ def _print_best(client: Client, sweep: dict[str, Any]) -> None:
         f"Sweep {sweep['id']} {sweep['state']}: {counts['completed']} completed, "
         f"{counts['failed']} failed, {counts['stopped']} stopped."
     )
+    if not sweep["spec"].get("metric"):
+        console.print(
+            f"This sweep has no metric, so no trial is best: `ktsweep trials {sweep['id']}` "
+            "lists its trials and what they logged.",
+            soft_wrap=True,
+        )
+        return
     try:
         best = client.best(sweep["id"])
     except ApiError as exc:

@@ -15,6 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 METHODS = ("grid", "random", "bayes", "hyperband", "tpe")
+# Methods whose suggestions never depend on results: W&B runs them without a `metric`.
+METHODS_WITHOUT_METRIC = ("grid", "random")
 
 DISTRIBUTIONS = (
     "constant",
@@ -410,7 +412,11 @@ def check_spec(spec: SweepSpec) -> list[SpecProblem]:
                         "'package.module:function'.",
                     )
                 )
-    if spec.metric is None:
+    # W&B runs grid and random sweeps without a metric (nothing to rank); every other method,
+    # and early termination, compares trials by it.
+    if spec.metric is None and (
+        spec.method not in METHODS_WITHOUT_METRIC or spec.early_terminate is not None
+    ):
         problems.append(
             SpecProblem(
                 path="metric",

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import ServerProcess
-from tests.web.conftest import TOKEN, needs_chromium
+from tests.web.conftest import TOKEN, needs_chromium, sleeper_spec
 
 pytestmark = needs_chromium
 
@@ -244,3 +244,18 @@ def test_when_reads_need_a_token_pages_say_so_and_load_after_sign_in(page, close
     page.click("#signin-button")
     expect(page.locator("#page")).to_contain_text("No sweeps yet")
     expect(page.locator("#notice")).to_be_empty()
+
+
+def test_sweep_without_metric_says_no_trial_is_best(page, operator):
+    spec = sleeper_spec("no-metric")
+    del spec["metric"]
+    spec["run_cap"] = 2
+    spec["trial"]["fit"]["epochs"] = 2
+    sweep = operator.wait(operator.submit(spec)["id"], timeout_s=120)
+    assert sweep["state"] == "finished", sweep
+
+    page.goto(f"/sweeps/{sweep['id']}")
+
+    expect(page.locator("#no-metric")).to_contain_text("This sweep has no metric")
+    expect(page.locator("#trials-table tbody tr")).to_have_count(2)
+    expect(page.locator("#trials-table tr.best")).to_have_count(0)

@@ -160,11 +160,19 @@ async def list_trials(
 
 
 @router.get(
-    "/{sweep_id}/best", response_model=TrialOut, responses=_FOUND, dependencies=[ReadAccess]
+    "/{sweep_id}/best", response_model=TrialOut, responses=_LIFECYCLE, dependencies=[ReadAccess]
 )
 def get_best_trial(sweep_id: str, session: SessionDep):
-    """The best finished trial: hyperparameters, metric, W&B run link, checkpoint."""
+    """The best finished trial: hyperparameters, metric, W&B run link, checkpoint.
+
+    409 for a sweep without a `metric` (a grid or random sweep may have none)."""
     sweep = store.get_sweep(session, sweep_id)
+    if store.metric_goal(sweep)[0] is None:
+        raise store.ConflictError(
+            f"sweep '{sweep_id}' has no metric, so no trial is best; its trials and what they "
+            f"logged are at /api/v1/sweeps/{sweep_id}/trials. Give a sweep a `metric` to rank "
+            "its trials."
+        )
     trial = store.best_trial(session, sweep)
     if trial is None:
         raise store.NotFoundError(

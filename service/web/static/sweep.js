@@ -142,6 +142,9 @@ async function act(action) {
 function bestCard(sweep) {
   const best = sweep.best_trial;
   const metric = metricOf(sweep.spec);
+  if (!sweep.spec.metric) {
+    return el("div", { class: "card", id: "best-trial" }, el("h2", {}, "Best trial"), el("p", { class: "empty", id: "no-metric" }, "This sweep has no metric, so no trial is best. Its trials and what they logged are below."));
+  }
   if (!best) {
     return el("div", { class: "card", id: "best-trial" }, el("h2", {}, "Best trial"), el("p", { class: "empty" }, "No finished trial with the metric yet."));
   }
