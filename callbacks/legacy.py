@@ -11,14 +11,24 @@ ktsweep.callbacks.legacy.enable()
 from wandb.keras import WandbCallback  # ktsweep.callbacks.WandbCallback
 ```
 
+wandb's callback also read the `validation_data` passed to `fit`, which Keras 3
+no longer gives callbacks. So while legacy mode is on, `keras.Model.fit` hands
+its `validation_data` to each `WandbCallback` in its `callbacks` for the length
+of the call.
+
 The worker calls `enable()` for a sweep whose spec says `callbacks: {legacy: true}`.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
 import types
+from collections.abc import Callable
+from typing import Any
 
+import keras
 import wandb
 
 _MODULE_NAME = "wandb.keras"
@@ -28,10 +38,18 @@ _EXPORTS = (
     "WandbModelCheckpoint",
     "WandbEvalCallback",
 )
+_MISSING = object()
+# What `keras.Model.__dict__["fit"]` was before `enable()`: `_MISSING` when `fit` is
+# inherited from the backend's trainer, which is the case in Keras 3.
+_fit_before_enable: Any = _MISSING
 
 
 def enable() -> None:
-    """Makes `wandb.keras` an alias of this package's callbacks. Safe to call twice."""
+    """Makes `wandb.keras` an alias of this package's callbacks. Safe to call twice.
+
+    Also makes `keras.Model.fit` give its `validation_data` to the `WandbCallback`s
+    it runs, as wandb's patch of `fit` did.
+    """
     from ktsweep import callbacks
 
     module = types.ModuleType(_MODULE_NAME, "The W&B Keras callbacks, provided by ktsweep.")
@@ -41,15 +59,63 @@ def enable() -> None:
     module.__ktsweep_legacy__ = True
     sys.modules[_MODULE_NAME] = module
     wandb.keras = module
+    _wrap_fit()
 
 
 def disable() -> None:
-    """Undoes `enable()`: `wandb.keras` no longer resolves."""
+    """Undoes `enable()`: `wandb.keras` no longer resolves and `fit` is Keras's own."""
     if is_enabled():
         del sys.modules[_MODULE_NAME]
         del wandb.keras
+    _unwrap_fit()
 
 
 def is_enabled() -> bool:
     """Whether `enable()` is in effect."""
     return getattr(sys.modules.get(_MODULE_NAME), "__ktsweep_legacy__", False)
+
+
+def _wrap_fit() -> None:
+    global _fit_before_enable
+    if getattr(keras.Model.fit, "__ktsweep_legacy__", False):
+        return
+    _fit_before_enable = keras.Model.__dict__.get("fit", _MISSING)
+    keras.Model.fit = _handing_validation_data_to_callbacks(keras.Model.fit)
+
+
+def _unwrap_fit() -> None:
+    global _fit_before_enable
+    if not getattr(keras.Model.__dict__.get("fit"), "__ktsweep_legacy__", False):
+        return
+    if _fit_before_enable is _MISSING:
+        del keras.Model.fit
+    else:
+        keras.Model.fit = _fit_before_enable
+    _fit_before_enable = _MISSING
+
+
+def _handing_validation_data_to_callbacks(fit: Callable[..., Any]) -> Callable[..., Any]:
+    signature = inspect.signature(fit)
+
+    @functools.wraps(fit)
+    def fit_with_validation_data_for_wandb_callback(*args: Any, **kwargs: Any) -> Any:
+        from ktsweep.callbacks.wandb_callback import WandbCallback
+
+        try:
+            arguments = signature.bind(*args, **kwargs).arguments
+        except TypeError:
+            return fit(*args, **kwargs)  # Keras raises its own error for wrong arguments
+        callbacks = arguments.get("callbacks") or []
+        # `fit` also takes a `keras.callbacks.CallbackList`.
+        callbacks = getattr(callbacks, "callbacks", callbacks)
+        receivers = [c for c in callbacks if isinstance(c, WandbCallback)]
+        for callback in receivers:
+            callback.fit_validation_data = arguments.get("validation_data")
+        try:
+            return fit(*args, **kwargs)
+        finally:
+            for callback in receivers:
+                callback.fit_validation_data = None
+
+    fit_with_validation_data_for_wandb_callback.__ktsweep_legacy__ = True
+    return fit_with_validation_data_for_wandb_callback

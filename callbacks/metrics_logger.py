@@ -107,12 +107,13 @@ class MetricsLogger(keras.callbacks.Callback):
             run.define_metric("batch/*", step_metric="batch/batch_step")
         run.define_metric("epoch/epoch")
         run.define_metric("epoch/*", step_metric="epoch/epoch")
-        self._schedule = learning_rate_schedule(self.model.optimizer)
         self._close_fixed_rate()
-        if self._schedule is None and self.logging_batch_wise:
-            self._fixed_rate = FixedLearningRateReader(self.model.optimizer)
+        optimizer = self._optimizer()
+        self._schedule = learning_rate_schedule(optimizer) if optimizer is not None else None
+        if self._schedule is None and self.logging_batch_wise and optimizer is not None:
+            self._fixed_rate = FixedLearningRateReader(optimizer)
         if self._schedule is not None and not self.logging_batch_wise:
-            self._iterations_at_begin = _iterations(self.model.optimizer)
+            self._iterations_at_begin = _iterations(optimizer)
             self._step_at_begin = self.global_step
         self._close_writer()
         # Epoch rows go through the same writer as batch rows to keep their order.
@@ -155,9 +156,15 @@ class MetricsLogger(keras.callbacks.Callback):
         self._close_writer()
         self._close_fixed_rate()
 
+    def _optimizer(self) -> Any:
+        """The model's optimizer; None for a model never compiled (a custom training loop)."""
+        return getattr(self.model, "optimizer", None)
+
     def _add_learning_rate(self, row: dict[str, Any], key: str) -> None:
         if self._schedule is None:
-            value = _fixed_value_or_none(self.model.optimizer, self._fixed_rate)
+            if self._fixed_rate is None and self._optimizer() is None:
+                return  # nothing to read a learning rate from
+            value = _fixed_value_or_none(self._optimizer(), self._fixed_rate)
             if value is not None:
                 row[key] = value
         elif self._writer is not None and isinstance(

@@ -10,17 +10,21 @@ The trial itself runs the tuner's own `run_trial` (so `Hyperband`, a subclass's 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
+import io
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 import traceback
 from dataclasses import dataclass
 from typing import Any
 
+import keras
 import keras_tuner as kt
 import numpy as np
 import ray
@@ -59,6 +63,7 @@ def distribute(
     address: str | None = None,
     checkpoint_every_s: float = 10.0,
     shared_directory: bool | None = None,
+    keep_resume_state: bool = False,
 ) -> DistributedSearch:
     """Make `tuner.search(...)` run its trials in parallel on Ray.
 
@@ -77,7 +82,17 @@ def distribute(
     A worker process that dies mid-trial (killed, out of memory, its node lost) is retried up
     to `max_retries` times, resuming from the trial's latest checkpoint (a `run_trial` of a
     subclass restarts instead, since it may build its model another way). That checkpoint is
-    saved at the end of an epoch once `checkpoint_every_s` seconds have passed since the last.
+    saved at the end of an epoch once `checkpoint_every_s` seconds have passed since the last,
+    and deleted when the trial ends, so the trial folders hold what Keras Tuner leaves there.
+
+    What a trial prints (`fit`'s progress, the user's `print`s) comes back with its result and
+    is printed here, each line prefixed by `[trial <id>]`, unless `search` is given `verbose=0`;
+    a failed trial's traceback is always printed, as Keras Tuner prints it. Keras Tuner's own
+    per-trial lines ("Trial 3 Complete", "Best val_accuracy So Far") show as usual.
+
+    A tuner built with `distribution_strategy=` gets a new strategy of the same class on each
+    worker, over that worker's devices (`MirroredStrategy`, `OneDeviceStrategy`,
+    `CentralStorageStrategy`); a strategy can't travel to a worker as it is.
 
     Args:
         tuner: A Keras Tuner tuner (`RandomSearch`, `GridSearch`, `BayesianOptimization`,
@@ -103,6 +118,8 @@ def distribute(
         checkpoint_every_s: Seconds between the resumable checkpoints a trial saves at the
             end of its epochs (the whole model with its optimizer state), so a retried trial
             loses at most this much training. 0 saves every epoch. Default 10.
+        keep_resume_state: Whether a trial's folder keeps that checkpoint (`last.keras`,
+            `last.json`) after the trial ends. Default False: it is deleted.
 
     Returns:
         The `DistributedSearch` that `tuner.search` now is.
@@ -128,6 +145,7 @@ def distribute(
         address=address,
         checkpoint_every_s=checkpoint_every_s,
         shared_directory=shared_directory,
+        keep_resume_state=keep_resume_state,
     )
     tuner.search = search
     return search
@@ -158,6 +176,7 @@ class DistributedSearch:
         address: str | None = None,
         checkpoint_every_s: float = 10.0,
         shared_directory: bool | None = None,
+        keep_resume_state: bool = False,
     ):
         if not isinstance(tuner, kt.engine.base_tuner.BaseTuner):
             raise TypeError(
@@ -201,6 +220,13 @@ class DistributedSearch:
                 f"shared_directory must be True, False or None; received {shared_directory!r}."
             )
         self.shared_directory = shared_directory
+        if not isinstance(keep_resume_state, bool):
+            raise TypeError(
+                f"keep_resume_state must be True or False; received {keep_resume_state!r}."
+            )
+        self.keep_resume_state = keep_resume_state
+        self._strategy = strategy_for_workers(getattr(tuner, "distribution_strategy", None))
+        self._show_output = True
         self._driver_node: str | None = None
         self._task = trial_task(_tuner_trial_task, self.resources, fresh_process)
 
@@ -209,11 +235,13 @@ class DistributedSearch:
         tuner = self.tuner
         if "verbose" in fit_kwargs:
             tuner.oracle.verbose = fit_kwargs.get("verbose")
+        # As `fit` prints nothing at verbose=0, and its default ("auto") prints progress.
+        self._show_output = fit_kwargs.get("verbose", "auto") not in (0, False)
         ensure_ray(self.address)
         self._driver_node = ray.get_runtime_context().get_node_id()
         slots = self.parallel_trials or self._trials_the_cluster_fits()
         data = _put(fit_args, fit_kwargs)
-        shipped = ray.put(_worker_copy(tuner))
+        shipped = ray.put(_worker_copy(tuner, self._strategy))
         free = [f"ktsweep-{index}" for index in reversed(range(slots))]
         running: dict[ray.ObjectRef, _Running] = {}
         exhausted = False
@@ -266,6 +294,8 @@ class DistributedSearch:
             "checkpoint_every_s": self.checkpoint_every_s,
             "driver_node": self._driver_node,
             "shared_directory": self.shared_directory,
+            "keep_resume_state": self.keep_resume_state,
+            "capture_output": self._show_output,
         }
         if self.shared_directory is not True:
             context["parent_files"] = self._parent_files(trial)
@@ -320,6 +350,15 @@ class DistributedSearch:
         self._apply(trial, outcome)
         return entry
 
+    def _show(self, trial, outcome: dict[str, Any]) -> None:
+        """Print what the trial printed, each line under its trial id."""
+        output = outcome.get("output")
+        if not output or not self._show_output:
+            return
+        prefix = f"[trial {trial.trial_id}] "
+        lines = output.splitlines()
+        print("\n".join(prefix + line for line in lines), flush=True)
+
     def _apply(self, trial, outcome: dict[str, Any]) -> None:
         if outcome.get("files"):
             trial_dir = self.tuner.get_trial_dir(trial.trial_id)
@@ -332,14 +371,17 @@ class DistributedSearch:
             trial.hyperparameters = kt.HyperParameters.from_config(outcome["hyperparameters"])
         trial.status = outcome["status"]
         trial.message = outcome.get("message")
-        if trial.status != TrialStatus.COMPLETED:
-            return
-        try:
-            for metrics, step in outcome["updates"]:
-                self.tuner.oracle.update_trial(trial.trial_id, metrics, step=step)
-        except Exception:  # e.g. the objective is missing from the metrics, as in BaseTuner
-            trial.status = TrialStatus.INVALID
-            trial.message = traceback.format_exc()
+        self._show(trial, outcome)
+        if trial.status == TrialStatus.COMPLETED:
+            try:
+                for metrics, step in outcome["updates"]:
+                    self.tuner.oracle.update_trial(trial.trial_id, metrics, step=step)
+            except Exception:  # e.g. the objective is missing from the metrics, as in BaseTuner
+                trial.status = TrialStatus.INVALID
+                trial.message = traceback.format_exc()
+        if trial.status != TrialStatus.COMPLETED and trial.message:
+            # Keras Tuner prints a failed trial's traceback to stderr, whatever `verbose` says.
+            print(trial.message, file=sys.stderr, flush=True)
 
 
 def _failure(status: str, message: str) -> dict[str, Any]:
@@ -359,12 +401,76 @@ def _put(fit_args: tuple, fit_kwargs: dict[str, Any]) -> ray.ObjectRef:
         ) from exc
 
 
-def _worker_copy(tuner):
-    """What the workers get: the tuner without its oracle (which stays here) or `search`."""
+def _worker_copy(tuner, strategy: StrategyForWorkers | None = None):
+    """What the workers get: the tuner without its oracle (which stays here) or `search`, and
+    with `strategy` in place of its `distribution_strategy`."""
     worker_tuner = copy.copy(tuner)
     worker_tuner.__dict__.pop("search", None)
     worker_tuner.oracle = TrialOracle(tuner.oracle)
+    if strategy is not None:
+        worker_tuner.distribution_strategy = strategy
     return worker_tuner
+
+
+# The `tf.distribute` strategies a worker can build again from their class alone, over its
+# own devices, by their public names.
+_STRATEGIES_REBUILT_ON_WORKERS = (
+    "MirroredStrategy",
+    "OneDeviceStrategy",
+    "experimental.CentralStorageStrategy",
+)
+
+
+class StrategyForWorkers:
+    """Stands for a tuner's `tf.distribute` strategy on its way to a Ray worker.
+
+    A strategy holds the devices and threads of the process that made it and can't be pickled,
+    so the worker builds a strategy of the same class over its own devices instead: the GPUs
+    Ray gave the trial (`resources_per_trial={"gpu": n}`), else its CPU.
+
+    Args:
+        name: The strategy's name under `tf.distribute`, e.g. `"MirroredStrategy"`.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def build(self):
+        """A new strategy of the class named `name`, over this process's devices."""
+        import tensorflow as tf
+
+        strategy_class = _public_strategy_class(tf, self.name)
+        if strategy_class is tf.distribute.OneDeviceStrategy:
+            gpus = tf.config.list_logical_devices("GPU")
+            return strategy_class(gpus[0].name if gpus else "/cpu:0")
+        return strategy_class()
+
+
+def _public_strategy_class(tf, name: str):
+    namespace = tf.distribute
+    for part in name.split("."):
+        namespace = getattr(namespace, part)
+    return namespace
+
+
+def strategy_for_workers(strategy) -> StrategyForWorkers | None:
+    """What stands for a tuner's `distribution_strategy` on the workers (None for none);
+    raises a `ValueError` that says what to change when no worker could build it again."""
+    if strategy is None:
+        return None
+    tf = sys.modules.get("tensorflow")
+    for name in _STRATEGIES_REBUILT_ON_WORKERS:
+        if tf is not None and type(strategy) is _public_strategy_class(tf, name):
+            return StrategyForWorkers(name)
+    raise ValueError(
+        "distribute() can't run the trials of a tuner built with distribution_strategy="
+        f"{type(strategy).__name__}(...): a strategy can't be sent to a Ray worker, and a "
+        "worker can only build one of its own of these classes: tf.distribute."
+        + ", tf.distribute.".join(_STRATEGIES_REBUILT_ON_WORKERS)
+        + ". Each trial runs in one Ray worker process: pass distribution_strategy="
+        "tf.distribute.MirroredStrategy() to train a trial on all the GPUs that "
+        "resources_per_trial={'gpu': n} gives it, or leave distribution_strategy out."
+    )
 
 
 class TrialOracle:
@@ -431,6 +537,10 @@ def _tuner_trial_task(refs: list, trial, context: dict[str, Any]) -> dict[str, A
         return run_tuner_trial(tuner, trial, fit_args, fit_kwargs, context)
 
 
+# The most of a trial's printed output that goes back to the driver (its end is kept).
+MAX_OUTPUT_CHARS = 1_000_000
+
+
 def run_tuner_trial(
     tuner, trial, fit_args: tuple, fit_kwargs: dict[str, Any], context: dict[str, Any]
 ) -> dict[str, Any]:
@@ -438,17 +548,37 @@ def run_tuner_trial(
 
     What `BaseTuner._try_run_and_update_trial` does, on a worker: the trial gets our callbacks,
     its W&B run when `context["wandb"]` is set, and a checkpoint of its latest epoch; with
-    `context["resume"]` it continues from that checkpoint. `FatalError`s propagate (the search
-    stops); any other exception makes the trial "INVALID" ("FAILED" for `FailedTrialError`)
-    with its traceback as the message.
+    `context["resume"]` it continues from that checkpoint, which is deleted once the trial
+    ends unless `context["keep_resume_state"]`. `FatalError`s propagate (the search stops);
+    any other exception makes the trial "INVALID" ("FAILED" for `FailedTrialError`) with its
+    traceback as the message. With `context["capture_output"]`, what the trial prints to
+    `sys.stdout` and `sys.stderr` is returned as `output` instead.
 
     Returns:
-        `{"status", "message", "updates": [(metrics, step)], "hyperparameters"}`.
+        `{"status", "message", "updates": [(metrics, step)], "hyperparameters", "output"}`.
     """
+    if not context.get("capture_output"):
+        return _run_tuner_trial(tuner, trial, fit_args, fit_kwargs, context)
+    printed = io.StringIO()
+    # Ray runs one task at a time in a worker process: the process's streams are the trial's.
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        outcome = _run_tuner_trial(tuner, trial, fit_args, fit_kwargs, context)
+    output = printed.getvalue()
+    if len(output) > MAX_OUTPUT_CHARS:
+        output = (
+            f"[{len(output) - MAX_OUTPUT_CHARS} characters left out]\n" + output[-MAX_OUTPUT_CHARS:]
+        )
+    outcome["output"] = output
+    return outcome
+
+
+def _run_tuner_trial(tuner, trial, fit_args, fit_kwargs, context) -> dict[str, Any]:
     from ktsweep.worker.trial_runner import start_wandb_run, trial_callbacks
 
     tuner = copy.copy(tuner)
     tuner.oracle = tuner.oracle.fresh()
+    if isinstance(getattr(tuner, "distribution_strategy", None), StrategyForWorkers):
+        tuner.distribution_strategy = tuner.distribution_strategy.build()
     tuner.oracle.trials[trial.trial_id] = trial
     local = not _sees_driver_directory(context)
     if local:
@@ -476,6 +606,7 @@ def run_tuner_trial(
             config=dict(trial.hyperparameters.values),
         )
     exit_code = 1
+    open_trainings = OpenTrainings()
     try:
         ours, _ = trial_callbacks(
             context.get("callbacks"),
@@ -486,7 +617,7 @@ def run_tuner_trial(
         user_callbacks = list(fit_kwargs.get("callbacks") or [])
         fit_kwargs["callbacks"] = [
             *user_callbacks,
-            *ours,
+            *(TrainingBegunOnDemand(callback, open_trainings) for callback in ours),
             LastEpochCheckpoint(trial_dir, every_s=context.get("checkpoint_every_s", 0.0)),
         ]
         if resume is not None:
@@ -494,18 +625,178 @@ def run_tuner_trial(
         outcome = _run_and_score(tuner, trial, fit_args, fit_kwargs)
         exit_code = 0 if outcome["status"] == TrialStatus.COMPLETED else 1
     finally:
+        open_trainings.end_all()
         if run is not None:
             run.finish(exit_code=exit_code)
         if initial_epoch is not None:
             trial.hyperparameters.values["tuner/initial_epoch"] = initial_epoch
-        import keras
-
         keras.backend.clear_session()
     outcome["hyperparameters"] = trial.hyperparameters.get_config()
+    keep = bool(context.get("keep_resume_state"))
+    if not keep:  # the trial ended: no retry resumes from it
+        forget_last_checkpoint(trial_dir)
     if local:
-        outcome["files"] = _trial_files(trial_dir)
+        outcome["files"] = _trial_files(trial_dir, with_resume_state=keep)
         shutil.rmtree(tuner.directory, ignore_errors=True)  # the driver has them now
     return outcome
+
+
+# Keras's batch hooks. Keras dispatches batches without waiting on the callbacks only when
+# none of them has a batch hook of its own, so a wrapper forwards only those its callback has.
+_BATCH_HOOKS = (
+    "on_batch_begin",
+    "on_batch_end",
+    "on_train_batch_begin",
+    "on_train_batch_end",
+    "on_test_batch_begin",
+    "on_test_batch_end",
+    "on_predict_batch_begin",
+    "on_predict_batch_end",
+)
+
+
+class OpenTrainings:
+    """The callbacks of one trial whose training began without `on_train_begin` and has not
+    ended; `end_all` ends them when the trial ends.
+
+    Keras Tuner deep-copies a trial's callbacks before each `fit`: copies of this object are
+    this object, so the copies of the callbacks report to the trial that made them.
+    """
+
+    def __init__(self):
+        self.callbacks: list[TrainingBegunOnDemand] = []
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def end_all(self) -> None:
+        """Call `on_train_end` of every callback whose training loop never did."""
+        while self.callbacks:
+            self.callbacks.pop().on_train_end()
+
+
+class TrainingBegunOnDemand(keras.callbacks.Callback):
+    """One of our callbacks, made to work in a training loop that calls only `set_model` and
+    `on_epoch_end`, as Keras Tuner's own callbacks do.
+
+    A `HyperModel.fit` with a training loop of its own (Keras Tuner's custom-tuner guide) calls
+    `on_epoch_end` but never `on_train_begin`, where our callbacks set themselves up. The first
+    epoch or batch hook then calls `on_train_begin` first, and the trial calls `on_train_end`
+    when it ends. In such a loop an error of the callback only ends the callback, with a
+    warning: the user's training did not ask for it. Under `fit` it is the callback unchanged.
+
+    Args:
+        callback: The Keras callback.
+        open_trainings: The trial's `OpenTrainings`, which ends the training begun here.
+    """
+
+    def __init__(self, callback: keras.callbacks.Callback, open_trainings: OpenTrainings):
+        super().__init__()
+        self.callback = callback
+        self.open_trainings = open_trainings
+        self._training = False
+        self._begun_on_demand = False
+        self._broken = False
+        self.async_safe = getattr(callback, "async_safe", False)
+        for hook in _BATCH_HOOKS:
+            if not _has_own(callback, hook):
+                setattr(self, hook, getattr(super(), hook))
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.callback.set_model(model)
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.callback.set_params(params)
+
+    def on_train_begin(self, logs=None):
+        self._training, self._begun_on_demand, self._broken = True, False, False
+        self.callback.on_train_begin(logs)
+
+    def on_train_end(self, logs=None):
+        if self._training:
+            self._training = False
+            self._call("on_train_end", logs)
+
+    def _begin_if_needed(self) -> None:
+        if self._training:
+            return
+        self._training, self._begun_on_demand, self._broken = True, True, False
+        self.open_trainings.callbacks.append(self)
+        self._call("on_train_begin", None)
+
+    def _call(self, hook: str, *args) -> None:
+        if self._broken:
+            return
+        if not self._begun_on_demand:
+            getattr(self.callback, hook)(*args)
+            return
+        try:
+            getattr(self.callback, hook)(*args)
+        except Exception as exc:
+            self._broken = True
+            log.warning(
+                "%s stopped: it can't run in this training loop, which doesn't call "
+                "on_train_begin (%s: %s). The trial goes on without it.",
+                type(self.callback).__name__,
+                type(exc).__name__,
+                exc,
+            )
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._begin_if_needed()
+        self._call("on_epoch_begin", epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._begin_if_needed()
+        self._call("on_epoch_end", epoch, logs)
+
+    def on_batch_begin(self, batch, logs=None):
+        self._begin_if_needed()
+        self._call("on_batch_begin", batch, logs)
+
+    def on_batch_end(self, batch, logs=None):
+        self._begin_if_needed()
+        self._call("on_batch_end", batch, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._begin_if_needed()
+        self._call("on_train_batch_begin", batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._begin_if_needed()
+        self._call("on_train_batch_end", batch, logs)
+
+    def on_test_begin(self, logs=None):
+        self._call("on_test_begin", logs)
+
+    def on_test_end(self, logs=None):
+        self._call("on_test_end", logs)
+
+    def on_test_batch_begin(self, batch, logs=None):
+        self._call("on_test_batch_begin", batch, logs)
+
+    def on_test_batch_end(self, batch, logs=None):
+        self._call("on_test_batch_end", batch, logs)
+
+    def on_predict_begin(self, logs=None):
+        self._call("on_predict_begin", logs)
+
+    def on_predict_end(self, logs=None):
+        self._call("on_predict_end", logs)
+
+    def on_predict_batch_begin(self, batch, logs=None):
+        self._call("on_predict_batch_begin", batch, logs)
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self._call("on_predict_batch_end", batch, logs)
+
+
+def _has_own(callback: keras.callbacks.Callback, hook: str) -> bool:
+    """Whether `callback`'s `hook` is its own, not `keras.callbacks.Callback`'s no-op."""
+    method = getattr(callback, hook)
+    return getattr(method, "__func__", method) is not getattr(keras.callbacks.Callback, hook)
 
 
 def _sees_driver_directory(context: dict[str, Any]) -> bool:
@@ -530,9 +821,12 @@ def _use_node_local_directory(tuner, trial, parent_files: dict[str, bytes] | Non
                 file.write(content)
 
 
-def _trial_files(trial_dir: str, recursive: bool = True) -> dict[str, bytes]:
-    """The trial folder's files for the driver's copy, less the resumable checkpoint."""
-    skipped = {LAST_CHECKPOINT, LAST_CHECKPOINT_INFO, WORKER_INFO}
+def _trial_files(
+    trial_dir: str, recursive: bool = True, with_resume_state: bool = False
+) -> dict[str, bytes]:
+    """The trial folder's files for the driver's copy, less the resumable checkpoint unless
+    `with_resume_state`."""
+    skipped = set() if with_resume_state else {LAST_CHECKPOINT, LAST_CHECKPOINT_INFO, WORKER_INFO}
     files = {}
     for folder, subfolders, names in os.walk(trial_dir):
         if not recursive:
@@ -596,4 +890,13 @@ def _continue_from(tuner, trial, fit_kwargs: dict[str, Any], path: str, epochs: 
     log.info("trial %s resumes from %s after epoch %d", trial.trial_id, path, epochs)
 
 
-__all__ = ["DistributedSearch", "TrialOracle", "distribute", "run_tuner_trial"]
+__all__ = [
+    "DistributedSearch",
+    "OpenTrainings",
+    "StrategyForWorkers",
+    "TrainingBegunOnDemand",
+    "TrialOracle",
+    "distribute",
+    "run_tuner_trial",
+    "strategy_for_workers",
+]

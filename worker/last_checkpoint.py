@@ -40,6 +40,10 @@ class LastEpochCheckpoint(keras.callbacks.Callback):
             short epochs then cost one save per `every_s` seconds instead of one each, and a
             worker that dies loses at most that much training. Training that stops early
             saves the epoch it stopped at. Default 0: every epoch.
+
+    It also works in a training loop of the user's own that calls only `set_model` and
+    `on_epoch_end` (as Keras Tuner's own callbacks do): training then counts as begun at the
+    first `on_epoch_end`, and with no `epochs` known, no epoch counts as the last.
     """
 
     def __init__(
@@ -54,18 +58,21 @@ class LastEpochCheckpoint(keras.callbacks.Callback):
         self.every_s = every_s
         self.path: str | None = None
         self.epoch: int | None = None
-        self._last_save = 0.0
+        self._last_save: float | None = None  # None: training has not begun
         self._unsaved: tuple[int, Any] | None = None
-
-    def on_train_begin(self, logs=None):
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._last_save = time.monotonic()
-        self._unsaved = None
         self._history: list[dict[str, Any]] = []
 
+    def on_train_begin(self, logs=None):
+        self._last_save = time.monotonic()
+        self._unsaved = None
+        self._history = []
+
     def on_epoch_end(self, epoch, logs=None):
+        if self._last_save is None:  # a loop of the user's own, which never began training
+            self.on_train_begin()
         self._history.append({"step": epoch + 1, "metrics": plain_metrics(logs)})
-        final = epoch + 1 >= (self.params or {}).get("epochs", 0)
+        epochs = (self.params or {}).get("epochs")
+        final = epochs is not None and epoch + 1 >= epochs
         if not final and time.monotonic() - self._last_save < self.every_s:
             self._unsaved = (epoch, logs)
             return
@@ -78,6 +85,7 @@ class LastEpochCheckpoint(keras.callbacks.Callback):
             self._save(*self._unsaved)
 
     def _save(self, epoch, logs):
+        self.directory.mkdir(parents=True, exist_ok=True)
         target = self.directory / self.model_filename
         partial = self.directory / f"partial-{os.getpid()}-{self.model_filename}"
         self.model.save(partial)
@@ -117,12 +125,18 @@ def read_last_checkpoint(directory: str | os.PathLike | None) -> tuple[str, int]
 
 
 def forget_last_checkpoint(directory: str | os.PathLike | None) -> None:
-    """Delete a previous attempt's latest-epoch checkpoint (a fresh attempt starts over)."""
+    """Delete a previous attempt's latest-epoch checkpoint (a fresh attempt starts over, an
+    ended trial needs none), with any save a killed worker left half written."""
     if not directory:
         return
-    for name in (LAST_CHECKPOINT_INFO, LAST_CHECKPOINT):
+    partials = Path(directory).glob(f"partial-*-{LAST_CHECKPOINT}")
+    for path in (
+        Path(directory) / LAST_CHECKPOINT_INFO,
+        Path(directory) / LAST_CHECKPOINT,
+        *partials,
+    ):
         with contextlib.suppress(FileNotFoundError):
-            os.remove(Path(directory) / name)
+            os.remove(path)
 
 
 def write_worker_info(directory: str | os.PathLike | None, **info: Any) -> None:
