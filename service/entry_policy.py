@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ktsweep.service.config import Settings
 from ktsweep.service.spec import SpecError, SpecProblem, SweepSpec, is_program_sweep
+from ktsweep.worker.entry_points import is_allowed
 
 
 def allowed_modules(settings: Settings, cwd: Path | None = None) -> list[str]:
@@ -26,12 +27,6 @@ def allowed_modules(settings: Settings, cwd: Path | None = None) -> list[str]:
         or (path.is_file() and path.suffix == ".py")
     )
     return ["ktsweep.examples", *local]
-
-
-def is_allowed(module: str, prefixes: list[str]) -> bool:
-    return any(
-        prefix == "*" or module == prefix or module.startswith(prefix + ".") for prefix in prefixes
-    )
 
 
 def check_entry_points(spec: SweepSpec, settings: Settings) -> None:

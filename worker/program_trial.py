@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ktsweep.worker.environment import without_secrets
 from ktsweep.worker.program_launcher import METRICS_FILE_ENV
 from ktsweep.worker.reporter import Reporter, plain_metrics
 from ktsweep.worker.trial_spec import TrialResult, TrialSpec
@@ -67,7 +68,7 @@ def run_program_trial(spec: TrialSpec, reporter: Reporter | None = None) -> Tria
     command = sweep_command(spec.command, spec.program, spec.hyperparameters, args_json_path)
     metrics_path = files / f"metrics-{run_id}.jsonl"
     env = {
-        **os.environ,
+        **without_secrets(os.environ),  # the script is trial code: no operator secrets
         METRICS_FILE_ENV: str(metrics_path),
         "WANDB__TRANSACTION_LOG_FLUSH_INTERVAL": "1",
         "WANDB_RUN_ID": run_id,

@@ -13,6 +13,7 @@ from typing import Any
 
 import ray
 
+from ktsweep.worker.environment import secrets_hidden
 from ktsweep.worker.last_checkpoint import read_last_checkpoint
 from ktsweep.worker.resources import max_calls, ray_options
 from ktsweep.worker.trial_spec import WITHDRAWN, TrialResult, TrialSpec, node_info
@@ -75,13 +76,15 @@ def ensure_ray(address: str | None = None, **kwargs: Any) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("KTSWEEP_RAY_ADDRESS") or os.environ.get("RAY_ADDRESS")
-    ray.init(
-        address=address or None,
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-        **kwargs,
-    )
+    # A local Ray's processes copy this environment: they must not get the controller's secrets.
+    with secrets_hidden():
+        ray.init(
+            address=address or None,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            **kwargs,
+        )
 
 
 TrialDone = Callable[[str, TrialResult], None]

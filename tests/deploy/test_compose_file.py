@@ -93,14 +93,22 @@ def test_compose_has_the_services_profiles_and_volumes():
 
 def test_every_ray_node_and_the_api_share_settings_and_ray_token():
     services = compose()["services"]
-    environments = [services[name]["environment"] for name in ("ray-head", "ray-worker", "api")]
-    environments.append(services["ray-worker-gpu"]["environment"])
-    assert all(environment == environments[0] for environment in environments)
-    environment = environments[0]
-    assert environment["RAY_AUTH_MODE"] == "token"
-    assert environment["KTSWEEP_RAY_ADDRESS"] == "ray-head:6379"
-    assert environment["KTSWEEP_API_URL"] == "http://api:8000"
-    assert environment["KTSWEEP_DATABASE_URL"].startswith("postgresql://")
+    nodes = [services[name]["environment"] for name in ("ray-head", "ray-worker", "ray-worker-gpu")]
+    assert all(environment == nodes[0] for environment in nodes)
+    api = services["api"]["environment"]
+    assert {name: api[name] for name in nodes[0]} == nodes[0]
+    assert nodes[0]["RAY_AUTH_MODE"] == "token"
+    assert nodes[0]["KTSWEEP_RAY_ADDRESS"] == "ray-head:6379"
+    assert nodes[0]["KTSWEEP_API_URL"] == "http://api:8000"
+    assert api["KTSWEEP_DATABASE_URL"].startswith("postgresql://")
+
+
+def test_ray_nodes_which_run_trial_code_get_no_operator_secret():
+    services = compose()["services"]
+    for name in ("ray-head", "ray-worker", "ray-worker-gpu"):
+        environment = services[name]["environment"]
+        for secret in ("KTSWEEP_API_TOKENS", "KTSWEEP_DATABASE_URL", "KTSWEEP_SECRET"):
+            assert secret not in environment, f"{name} gets {secret}"
 
 
 def test_env_example_names_every_setting_the_compose_file_reads():
