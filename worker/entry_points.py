@@ -20,6 +20,10 @@ class EntryPointError(ImportError):
     """An entry point that cannot be imported or found, or that is not allowed."""
 
 
+class EntryPointModuleNotFound(EntryPointError):
+    """The module an entry point names cannot be imported (here: it may exist on workers)."""
+
+
 def is_allowed(module: str, prefixes: Sequence[str]) -> bool:
     """Whether `module` is one of `prefixes` or inside one of them (`*` allows any)."""
     return any(
@@ -59,7 +63,7 @@ def resolve_entry_point(entry_point: str) -> Callable[..., Any]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise EntryPointError(
+        raise EntryPointModuleNotFound(
             f"cannot import module '{module_name}' of entry point '{entry_point}': {exc}. "
             "Install the package that provides it on every worker, or fix the name."
         ) from exc

@@ -287,11 +287,44 @@ def trial_callbacks(
     return callbacks, checkpoint
 
 
+def check_eval_callback(entry_point: str, options: list[str]) -> type:
+    """The Keras callback class an `eval_table` entry point names, checked with its options.
+
+    It must be a `keras.callbacks.Callback` subclass defined in the module named, and the spec
+    may set only the arguments its `__init__` declares by name.
+
+    Raises:
+        EntryPointError: the entry point is not allowed or not found.
+        TypeError: it is not a Keras callback class, or an option is not one of its arguments.
+    """
+    callback_class = resolve_entry_point(entry_point)
+    if not (
+        isinstance(callback_class, type) and issubclass(callback_class, keras.callbacks.Callback)
+    ):
+        raise TypeError(
+            f"'{entry_point}' is not a Keras callback class; `eval_table.callback` names a "
+            "subclass of keras.callbacks.Callback (e.g. of ktsweep.callbacks.EvalCallback)."
+        )
+    named = {
+        name
+        for name, parameter in inspect.signature(callback_class).parameters.items()
+        if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+    }
+    unknown = sorted(set(options) - named)
+    if unknown:
+        raise TypeError(
+            f"{callback_class.__name__} has no argument {', '.join(map(repr, unknown))}; its "
+            f"arguments are {', '.join(sorted(named)) or 'none'}. Remove the others."
+        )
+    return callback_class
+
+
 def _eval_table_callback(config: str | dict[str, Any], fit_data: dict[str, Any]):
     if isinstance(config, str):
         config = {"callback": config}
     kwargs = dict(config)
-    callback_class = resolve_entry_point(kwargs.pop("callback"))
+    entry_point = kwargs.pop("callback")
+    callback_class = check_eval_callback(entry_point, list(kwargs))
     parameters = inspect.signature(callback_class).parameters
     if "validation_data" in parameters and "validation_data" not in kwargs:
         kwargs["validation_data"] = fit_data.get("validation_data")

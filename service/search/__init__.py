@@ -10,6 +10,7 @@ from ktsweep.service.search.keras_tuner_space import SpaceDiscoveryError, discov
 from ktsweep.service.search.random_search import RandomSearch
 from ktsweep.service.search.space import SearchSpace
 from ktsweep.service.search.stopping import StoppingRule, make_stopping_rule
+from ktsweep.service.search.user_code import UserCodeError, ask_child
 from ktsweep.service.spec import SpecProblem, SweepSpec
 
 log = logging.getLogger(__name__)
@@ -66,11 +67,38 @@ def make_search_method(spec: SweepSpec) -> SearchMethod:
     return _method_class(spec.method)(spec, space=space, stopping_rule=make_stopping_rule(spec))
 
 
+def check_trial_code(spec: SweepSpec) -> list[SpecProblem]:
+    """Problems with the code a spec names: its data and eval-table callback entry points.
+
+    They are imported in the child process that runs user code (never here): each must
+    resolve to an object defined in the module it names, and the callback to a Keras callback
+    class that takes the options the spec gives it.
+    """
+    if spec.trial is None:
+        return []
+    request: dict = {"data": spec.trial.data}
+    eval_table = spec.callbacks.eval_table
+    if isinstance(eval_table, str):
+        eval_table = {"callback": eval_table}
+    if isinstance(eval_table, dict):
+        request["callback"] = eval_table.get("callback")
+        request["callback_options"] = [name for name in eval_table if name != "callback"]
+    try:
+        answer = ask_child(request)
+    except UserCodeError as exc:
+        return [SpecProblem(path="trial", message=str(exc))]
+    return [SpecProblem(path=p["path"], message=p["message"]) for p in answer["problems"]]
+
+
 def check_search_space(spec: SweepSpec) -> list[SpecProblem]:
     """Problems with the space a spec searches (empty when fine); meant for submission time.
 
-    Imports and builds the hypermodel when the spec relies on `build(hp)`.
+    Builds the hypermodel (in the child process that runs user code) when the spec relies on
+    `build(hp)`, and checks the spec's other entry points there too.
     """
+    problems = check_trial_code(spec)
+    if problems:
+        return problems
     try:
         space = build_space(spec)
     except SpaceDiscoveryError as exc:

@@ -5,13 +5,13 @@
 then building it again with values that activate each conditional scope not yet seen, until every
 scope has been active once; a tuner does this when it is created. We create a throwaway Keras
 Tuner tuner in a temporary folder and read its oracle's space, so the space is exactly the one
-Keras Tuner itself would search.
+Keras Tuner itself would search. That runs in a child process (`user_code`), never in the
+controller's.
 """
 
 from __future__ import annotations
 
 import functools
-import tempfile
 from typing import Any
 
 
@@ -33,33 +33,14 @@ def discover_space(hypermodel: str) -> Any:
 
 @functools.lru_cache(maxsize=32)
 def _discover(hypermodel: str) -> Any:
-    from ktsweep.worker.entry_points import EntryPointError, resolve_entry_point
-
-    try:
-        build = resolve_entry_point(hypermodel)
-    except EntryPointError as exc:
-        raise SpaceDiscoveryError(str(exc)) from None
-    import keras
     import keras_tuner as kt
 
-    if isinstance(build, type) and issubclass(build, kt.HyperModel):
-        build = build()
+    from ktsweep.service.search.user_code import UserCodeError, ask_child
+
     try:
-        with tempfile.TemporaryDirectory() as directory:
-            tuner = kt.RandomSearch(
-                hypermodel=build,
-                objective="val_loss",
-                max_trials=1,
-                directory=directory,
-                project_name="space",
-                overwrite=True,
-            )
-            return tuner.oracle.get_space()
-    except Exception as exc:
-        raise SpaceDiscoveryError(
-            f"building the model with `{hypermodel}` to discover its hyperparameters failed: "
-            f"{type(exc).__name__}: {exc}. Fix `build(hp)`, or list the hyperparameters in "
-            "`parameters`."
-        ) from exc
-    finally:
-        keras.backend.clear_session()
+        answer = ask_child({"hypermodel": hypermodel})
+    except UserCodeError as exc:
+        raise SpaceDiscoveryError(str(exc)) from None
+    if answer["problems"]:
+        raise SpaceDiscoveryError(answer["problems"][0]["message"])
+    return kt.HyperParameters.from_config(answer["space"])

@@ -53,9 +53,12 @@ def store_sweep(
     run_cap: int = 2,
     max_retries: int = 0,
     started_at: datetime | None = None,
+    metric: bool = True,
 ) -> Sweep:
     """Store a sweep (paused by default, so the scheduler leaves it alone) and its trials."""
     spec = {**DIGITS_SPEC, "metric": {"name": "val_accuracy", "goal": goal}, "run_cap": run_cap}
+    if not metric:
+        del spec["metric"]
     spec["trial"] = {**DIGITS_SPEC["trial"], "max_retries": max_retries}
     with client.app_state.sessions() as session:
         sweep = Sweep(id=uuid.uuid4().hex[:12], name="stored", state=state, spec=spec)

@@ -25,6 +25,7 @@ def test_every_documented_error_status_is_reachable(tmp_path):
         paused = store_sweep(api, objectives=[0.5, None], trial_state="running")
         done = store_sweep(api, state="finished", objectives=[0.9])
         empty = store_sweep(api)
+        unranked = store_sweep(api, state="finished", objectives=[None], metric=False)
         other_trial = trial_token(api.app_state.scheduler.secret, f"{paused.id}-1")
         report = {"step": 1, "metrics": {"val_accuracy": 0.5}}
         sweep_path = "/api/v1/sweeps/{sweep_id}"
@@ -52,6 +53,10 @@ def test_every_documented_error_status_is_reachable(tmp_path):
             ("GET", sweep_path + "/best", 401): (f"/api/v1/sweeps/{done.id}/best", {}),
             ("GET", sweep_path + "/best", 404): (
                 f"/api/v1/sweeps/{empty.id}/best",
+                {"headers": AUTH},
+            ),
+            ("GET", sweep_path + "/best", 409): (
+                f"/api/v1/sweeps/{unranked.id}/best",
                 {"headers": AUTH},
             ),
             ("GET", trial_path, 401): (f"/api/v1/trials/{paused.id}-0", {}),
