@@ -23,6 +23,9 @@ class Settings(BaseSettings):
             empty means the bundled examples and the working directory's packages.
         allowed_program_dirs: Comma-separated folders (besides the working directory) that a
             `program` sweep's script may come from.
+        allow_any_command: Let a `program` sweep's `command` start any executable, with any
+            interpreter options (`python -c ...`). Default off: a command starts the sweep's
+            program (`${interpreter} ${program}`, `python ${program}` or `${program}`).
         secret: Secret for per-trial worker tokens; default one kept in the database.
         heartbeat_timeout_s: A running trial silent for longer is declared lost and retried.
         checkpoint_every_s: Seconds between a running trial's resumable checkpoints (saved at
@@ -33,6 +36,22 @@ class Settings(BaseSettings):
             also schedules trials; the others serve reads and worker reports and hand it the
             rest. Default 1.
         access_log: Log every HTTP request (uvicorn's access log). Default on.
+        max_spec_bytes: The largest sweep spec body (`POST /sweeps`) accepted, in bytes; a
+            larger one gets 413 before it is read. Default 1 MiB (1048576).
+        max_report_bytes: The largest body of any other request (a worker's report or
+            heartbeat above all), in bytes; a larger one gets 413 before it is read or its
+            token checked. Default 16 KiB (16384).
+        max_spec_depth: How deeply a spec's mappings and lists may nest. Default 32.
+        max_spec_nodes: How many values (mappings, lists, scalars) a spec may hold once its
+            YAML aliases are expanded. Default 100000.
+        max_grid_size: The most combinations a grid sweep may have. Default 1000000.
+        max_header_bytes: The largest request line plus headers, in bytes; a larger head gets
+            431. Default 16 KiB (16384).
+        header_timeout_s: Seconds a connection may take to send a request's line and headers,
+            counted from when it opens or its request starts; a slower one is closed (408).
+            Default 10.
+        max_concurrency: The most connections and requests in flight per API process; one more
+            gets 503. Default 1000.
     """
 
     model_config = SettingsConfigDict(env_prefix="KTSWEEP_", extra="ignore")
@@ -45,12 +64,21 @@ class Settings(BaseSettings):
     open_reads: bool = False
     allowed_modules: str = ""
     allowed_program_dirs: str = ""
+    allow_any_command: bool = False
     secret: str | None = None
     heartbeat_timeout_s: float = 600.0
     checkpoint_every_s: float = Field(default=10.0, ge=0)
     report_every_s: float = Field(default=1.0, ge=0)
     api_processes: int = Field(default=1, ge=1, le=64)
     access_log: bool = True
+    max_spec_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_report_bytes: int = Field(default=16 * 1024, ge=1024)
+    max_spec_depth: int = Field(default=32, ge=8, le=200)
+    max_spec_nodes: int = Field(default=100_000, ge=100)
+    max_grid_size: int = Field(default=1_000_000, ge=1)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    max_concurrency: int = Field(default=1000, ge=2)
 
     @property
     def wandb_mode(self) -> str:

@@ -8,11 +8,15 @@ must lie in the controller's working directory or in `KTSWEEP_ALLOWED_PROGRAM_DI
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 from ktsweep.service.config import Settings
 from ktsweep.service.spec import SpecError, SpecProblem, SweepSpec, is_program_sweep
 from ktsweep.worker.entry_points import is_allowed
+from ktsweep.worker.program_trial import command_problems
 
 
 def allowed_modules(settings: Settings, cwd: Path | None = None) -> list[str]:
@@ -70,16 +74,63 @@ def allowed_program_dirs(settings: Settings) -> list[Path]:
 
 
 def _check_program(spec: SweepSpec, settings: Settings) -> list[SpecProblem]:
+    """The `program` lies in an allowed folder, and the `command` starts it (not another)."""
     working_dir = Path(spec.working_dir) if spec.working_dir else Path.cwd()
     program = (working_dir / spec.program).resolve()
     allowed = allowed_program_dirs(settings)
-    if any(program.is_relative_to(directory) for directory in allowed):
+    if not any(program.is_relative_to(directory) for directory in allowed):
+        return [
+            SpecProblem(
+                path="program",
+                message=f"program '{program}' is outside the folders programs may run from "
+                f"({', '.join(map(str, allowed))}); the operator can add its folder to "
+                "KTSWEEP_ALLOWED_PROGRAM_DIRS (comma-separated) and restart the controller.",
+            )
+        ]
+    if any(program == path or program.is_relative_to(path) for path in _controller_files(settings)):
+        return [
+            SpecProblem(
+                path="program",
+                message=f"program '{program}' is one of the controller's own files (its "
+                "database or artifact folder); name the sweep's training script.",
+            )
+        ]
+    if not program.is_file():
+        return [
+            SpecProblem(
+                path="program",
+                message=f"program '{program}' is not a file; give the training script's path "
+                "relative to `working_dir` (default: the controller's working folder).",
+            )
+        ]
+    if settings.allow_any_command:
         return []
-    return [
-        SpecProblem(
-            path="program",
-            message=f"program '{program}' is outside the folders programs may run from "
-            f"({', '.join(map(str, allowed))}); the operator can add its folder to "
-            "KTSWEEP_ALLOWED_PROGRAM_DIRS (comma-separated) and restart the controller.",
-        )
+    names = set((spec.parameters or {}).keys())
+    problems = [
+        SpecProblem(path="command", message=message)
+        for message in command_problems(spec.command, names)
     ]
+    start = [str(part) for part in (spec.command or [])][:2]
+    runs_itself = start[:1] == ["${program}"] or start == ["${env}", "${program}"]
+    if runs_itself and not os.access(program, os.X_OK):
+        problems.append(
+            SpecProblem(
+                path="command",
+                message=f"the command runs '{program}' itself, but it is not executable; "
+                "make it executable (chmod +x) or start it with `${interpreter} ${program}`.",
+            )
+        )
+    return problems
+
+
+def _controller_files(settings: Settings) -> list[Path]:
+    """The controller's database file (SQLite) and artifact folder, which are never programs."""
+    files = [Path(settings.artifact_dir).resolve()]
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        database = Path(url.database).resolve()
+        files += [
+            database,
+            *(database.with_name(database.name + s) for s in ("-wal", "-shm", "-journal")),
+        ]
+    return files

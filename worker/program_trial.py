@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -30,6 +31,18 @@ from ktsweep.worker.reporter import Reporter, plain_metrics
 from ktsweep.worker.trial_spec import TrialResult, TrialSpec
 
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
+# W&B's macros that expand to the program's own arguments.
+ARGUMENT_MACROS = (
+    "args",
+    "args_no_hyphens",
+    "args_no_boolean_flags",
+    "args_json",
+    "args_json_file",
+)
+# How a command may start the program: the interpreter (a literal `python` means the
+# controller's own), then the program; or the program itself.
+INTERPRETER_WORDS = ("${interpreter}", "python", "python3")
+_MACRO = re.compile(r"\$\{([^}]*)\}")
 POLL_SECONDS = 0.5
 # Seconds a stopped script has to exit after SIGTERM before it is killed.
 STOP_GRACE_SECONDS = 10.0
@@ -106,6 +119,45 @@ def run_program_trial(spec: TrialSpec, reporter: Reporter | None = None) -> Tria
     return result
 
 
+def command_problems(command: list[str] | None, parameter_names: set[str]) -> list[str]:
+    """What is wrong with a sweep's `command` under the default rules (empty when fine).
+
+    The rules fix the executable: after an optional `${env}`, the command is
+    `${interpreter} ${program}` (or `python ${program}`) or `${program}` alone; what follows
+    are the program's own arguments: W&B's argument macros, `${name}` of a parameter (also
+    inside a word, as in `--batch_size=${batch_size}`), and literals.
+
+    Args:
+        command: The sweep's `command`; None for W&B's default.
+        parameter_names: The names `${name}` may use (the sweep's parameters).
+    """
+    parts = [str(part) for part in (command or DEFAULT_COMMAND)]
+    if parts[:1] == ["${env}"]:
+        parts = parts[1:]
+    if parts[:1] and parts[0] in INTERPRETER_WORDS and parts[1:2] == ["${program}"]:
+        arguments = parts[2:]
+    elif parts[:1] == ["${program}"]:
+        arguments = parts[1:]
+    else:
+        return [
+            f"the command {' '.join(parts) or '(empty)'} does not start the sweep's program: "
+            "write `[${env}, ${interpreter}, ${program}, ${args}]` (W&B's default), start it "
+            "with `python ${program}` or `${program}`, and put the program's own arguments "
+            "after it. The operator can allow any command with KTSWEEP_ALLOW_ANY_COMMAND=1."
+        ]
+    problems = []
+    allowed = set(ARGUMENT_MACROS) | set(parameter_names)
+    for part in arguments:
+        for name in _MACRO.findall(part):
+            if name not in allowed:
+                problems.append(
+                    f"`${{{name}}}` in the command is neither one of W&B's argument macros "
+                    f"({', '.join('${' + m + '}' for m in ARGUMENT_MACROS)}) nor a parameter "
+                    "of the sweep; the program's arguments may only use those."
+                )
+    return problems
+
+
 def sweep_command(
     command: list[str] | None,
     program: str,
@@ -133,18 +185,37 @@ def sweep_command(
         args_json_file=[str(args_json_file)],
         env=["/usr/bin/env"] if os.name != "nt" else [],
     )
+    values = _flat_values(hyperparameters)
     expanded: list[str] = []
-    for chunk in map(str, template):
-        if chunk.startswith("${") and chunk.endswith("}"):
-            if chunk[2:-1] not in macros:
-                raise ValueError(
-                    f"unknown macro {chunk} in the sweep's command; W&B's macros are "
-                    + ", ".join("${" + name + "}" for name in sorted(macros))
-                )
+    for position, chunk in enumerate(map(str, template)):
+        if chunk.startswith("${") and chunk.endswith("}") and chunk[2:-1] in macros:
             expanded += [str(part) for part in macros[chunk[2:-1]]]
+        elif chunk in ("python", "python3") and position <= 1 and not expanded[1:]:
+            expanded.append(sys.executable)  # the interpreter the controller runs on
         else:
-            expanded.append(chunk)
+            expanded.append(_MACRO.sub(lambda match: _macro_value(match, values, macros), chunk))
     return expanded
+
+
+def _flat_values(hyperparameters: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, value in hyperparameters.items():
+        if isinstance(value, dict):
+            values.update(_flat_values(value, f"{prefix}{name}."))
+        values[f"{prefix}{name}"] = value
+    return values
+
+
+def _macro_value(match: re.Match, values: dict[str, Any], macros: dict[str, Any]) -> str:
+    """A `${name}` inside a word: a parameter's value (W&B's custom macros)."""
+    name = match.group(1)
+    if name not in values:
+        raise ValueError(
+            f"unknown macro ${{{name}}} in the sweep's command; W&B's macros are "
+            + ", ".join("${" + macro + "}" for macro in sorted(macros))
+            + ", and ${name} of a parameter."
+        )
+    return str(values[name])
 
 
 def _write_sweep_config(path: Path, hyperparameters: dict[str, Any]) -> None:

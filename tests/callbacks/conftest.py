@@ -215,7 +215,8 @@ def _key(item: wandb_internal_pb2.HistoryItem) -> str:
 
 
 def _value(item: wandb_internal_pb2.HistoryItem) -> Any:
-    kind = item.WhichOneof("value")
+    # wandb 0.31 added the `value` oneof; older releases have `value_json` alone.
+    kind = item.WhichOneof("value") if "value" in item.DESCRIPTOR.oneofs_by_name else None
     if kind == "json":
         return json.loads(item.json)
     if kind and kind != "none":

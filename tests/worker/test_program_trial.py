@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def test_sweep_command_expands_wandb_macros(tmp_path):
     )
     assert command == [
         "/usr/bin/env",
-        "python",
+        sys.executable,  # a literal `python` is the interpreter ktsweep runs on
         "train.py",
         "lr=0.1",
         "layers=2",
@@ -114,3 +115,20 @@ def test_sweep_command_expands_wandb_macros(tmp_path):
     ]
     with pytest.raises(ValueError, match="unknown macro \\$\\{nope\\}"):
         sweep_command(["${nope}"], "train.py", {}, tmp_path / "a.json")
+
+
+def test_sweep_command_expands_a_parameter_inside_a_word(tmp_path):
+    command = sweep_command(
+        ["${env}", "${interpreter}", "${program}", "--batch_size=${batch_size}", "--fixed", "1"],
+        "train.py",
+        {"batch_size": 64, "optimizer": {"lr": 0.1}},
+        tmp_path / "args.json",
+    )
+    assert command[-3:] == ["--batch_size=64", "--fixed", "1"]
+    nested = sweep_command(
+        ["${program}", "--lr=${optimizer.lr}"],
+        "t.py",
+        {"optimizer": {"lr": 0.1}},
+        tmp_path / "a.json",
+    )
+    assert nested == ["t.py", "--lr=0.1"]
