@@ -117,6 +117,7 @@ def serve(
         )
         raise typer.Exit(2)
     configure_logging()
+    _connect_ray(settings.ray_address)  # here, so an unreachable cluster is one line, not a hang
     if settings.api_url is None:
         reachable = socket.gethostname() if host in ("0.0.0.0", "::") else host
         settings.api_url = f"http://{reachable}:{port}"
@@ -128,6 +129,8 @@ def serve(
             log_level="info",
             access_log=settings.access_log,
             http=HTTP_PROTOCOL,
+            limit_concurrency=settings.max_concurrency,
+            h11_max_incomplete_event_size=settings.max_header_bytes,
         )
         return
     _serve_processes(settings, host, port)
@@ -201,6 +204,17 @@ UrlOption = Annotated[
 TokenOption = Annotated[
     str | None, typer.Option("--token", help="API token (default KTSWEEP_TOKEN).")
 ]
+
+
+def _connect_ray(address: str | None) -> None:
+    """Start or join Ray; exit with one line when the cluster named does not answer."""
+    from ktsweep.worker.ray_runner import RayUnreachableError, ensure_ray
+
+    try:
+        ensure_ray(address)
+    except RayUnreachableError as exc:
+        console.print(str(exc), style="red", markup=False, soft_wrap=True, highlight=False)
+        raise typer.Exit(2) from None
 
 
 def _require_backend() -> None:
@@ -424,7 +438,6 @@ def _start_embedded_server(database_url: str | None, artifact_dir: Path | None):
     from ktsweep.service.app import create_app
     from ktsweep.service.config import Settings
     from ktsweep.service.http_protocol import HTTP_PROTOCOL
-    from ktsweep.worker.ray_runner import ensure_ray
 
     overrides: dict[str, Any] = {}
     if database_url:
@@ -437,9 +450,15 @@ def _start_embedded_server(database_url: str | None, artifact_dir: Path | None):
     console.print("Starting a local Ray and the controller...", style="dim")
     logging.getLogger("ray").setLevel(logging.ERROR)
     # Ray is started from the main thread (it installs signal handlers there).
-    ensure_ray(settings.ray_address)
+    _connect_ray(settings.ray_address)
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", http=HTTP_PROTOCOL
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        http=HTTP_PROTOCOL,
+        limit_concurrency=settings.max_concurrency,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="ktsweep-api", daemon=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -67,24 +68,54 @@ def trial_task(
 _REMOTES: dict[tuple[Callable[..., Any], int], Any] = {}
 
 
+class RayUnreachableError(ConnectionError):
+    """The Ray cluster ktsweep was told to use does not answer."""
+
+
 def ensure_ray(address: str | None = None, **kwargs: Any) -> None:
     """Connect to the Ray cluster at `address`, or start a local one; no-op when connected.
 
     Without `address`, `KTSWEEP_RAY_ADDRESS` or `RAY_ADDRESS` name the cluster; with none of
-    them a local Ray starts.
+    them a new local Ray starts (`address="local"`): ktsweep never attaches to a cluster it
+    was not told about, such as one `ray start` recorded on this machine and has since lost.
+
+    Raises:
+        RayUnreachableError: `address` is a `host:port` where nothing answers (within a few
+            seconds), with the address and the setting that named it.
     """
     if ray.is_initialized():
         return
-    address = address or os.environ.get("KTSWEEP_RAY_ADDRESS") or os.environ.get("RAY_ADDRESS")
+    setting = "the address given"
+    for name in ("KTSWEEP_RAY_ADDRESS", "RAY_ADDRESS"):
+        if os.environ.get(name) and address in (None, "", os.environ[name]):
+            address, setting = os.environ[name], name
+            break
+    if address and address not in ("local", "auto"):
+        _check_reachable(address, setting)
     # A local Ray's processes copy this environment: they must not get the controller's secrets.
     with secrets_hidden():
         ray.init(
-            address=address or None,
+            address=address or "local",
             include_dashboard=False,
             log_to_driver=False,
             configure_logging=False,
             **kwargs,
         )
+
+
+def _check_reachable(address: str, setting: str, timeout_s: float = 10.0) -> None:
+    """Fail fast, with one line, when nothing listens at a `host:port` Ray address."""
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return  # not host:port; Ray says what is wrong with it
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise RayUnreachableError(
+            f"no Ray cluster answers at {address} ({setting}): {exc.strerror or exc}. Start "
+            "the cluster, fix the address, or unset it to start a local Ray."
+        ) from None
 
 
 TrialDone = Callable[[str, TrialResult], None]
