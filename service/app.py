@@ -7,6 +7,7 @@ import os
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -16,6 +17,7 @@ from sqlalchemy import text
 
 from ktsweep.service import sweeps as store
 from ktsweep.service import web
+from ktsweep.service.api.body_size_limit import BodySizeLimit
 from ktsweep.service.api.deps import AuthError
 from ktsweep.service.api.presenters import FastJSONResponse
 from ktsweep.service.api.routes import sweeps, trials
@@ -34,6 +36,7 @@ from ktsweep.service.scheduler import Scheduler
 from ktsweep.service.spec import SpecError
 
 API_PREFIX = "/api/v1"
+SPEC_PARSERS = 2  # specs parsed at once; others wait their turn without holding a thread
 
 
 class SafeJSONResponse(JSONResponse):
@@ -128,6 +131,8 @@ def create_app(
     app.state.sweep_goals = {}  # sweep id -> metric goal, for listing trials by metric
     app.state.scheduler = scheduler
     app.state.metrics = metrics
+    # Specs are parsed on worker threads, a few at a time: a large one never stalls the loop.
+    app.state.spec_parsers = anyio.CapacityLimiter(SPEC_PARSERS)
     app.include_router(sweeps.router, prefix=API_PREFIX)
     app.include_router(trials.router, prefix=API_PREFIX)
     app.include_router(web.router)
@@ -168,6 +173,13 @@ def create_app(
         app.add_middleware(ForwardToLeader, leader=leader)
     if internal_token is not None:
         add_internal_routes(app, internal_token)
+    # Added last, so outermost: a body too large is refused before anything else sees it.
+    app.add_middleware(
+        BodySizeLimit,
+        spec_bytes=settings.max_spec_bytes,
+        other_bytes=settings.max_report_bytes,
+        spec_path=f"{API_PREFIX}/sweeps",
+    )
     _install_error_handlers(app)
     _install_openapi(app)
     return app
@@ -194,6 +206,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def cursor_error(_request: Request, exc: store.CursorError):
         return SafeJSONResponse(
             status_code=422, content={"detail": [{"path": "cursor", "msg": str(exc)}]}
+        )
+
+    @app.exception_handler(store.StepOutOfRangeError)
+    async def step_error(_request: Request, exc: store.StepOutOfRangeError):
+        return SafeJSONResponse(
+            status_code=422, content={"detail": [{"path": "step", "msg": str(exc)}]}
         )
 
     @app.exception_handler(AuthError)

@@ -9,6 +9,9 @@ response's head waits on the connection until its first body bytes, and both go 
 A head goes out on its own only where no body follows it in the same response: a `HEAD`
 request, a response that ends without body bytes, a connection closed after the head. Interim
 `1xx` answers (`100 Continue`) are never held, and streamed bodies still leave chunk by chunk.
+
+Each request's line and headers are limited in size and in the time they may take to arrive
+(`ktsweep.service.compat.uvicorn.LimitedHttpToolsProtocol`).
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ import asyncio
 from typing import Any
 
 try:
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from ktsweep.service.compat.uvicorn import LimitedHttpToolsProtocol
 except ImportError:  # pragma: no cover - httptools is a dependency; uvicorn's default then
-    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+    LimitedHttpToolsProtocol = None  # type: ignore[assignment,misc]
 
 
 def _is_final_head(data: Any) -> bool:
@@ -66,10 +69,11 @@ class HeadHoldingTransport:
         return getattr(self._transport, name)
 
 
-if HttpToolsProtocol is not None:
+if LimitedHttpToolsProtocol is not None:
 
-    class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-        """uvicorn's httptools protocol whose responses leave in one write each."""
+    class CoalescingHttpToolsProtocol(LimitedHttpToolsProtocol):
+        """uvicorn's httptools protocol whose responses leave in one write each, with the
+        limits on request heads of `ktsweep.service.compat.uvicorn`."""
 
         def connection_made(self, transport) -> None:  # type: ignore[override]
             super().connection_made(HeadHoldingTransport(transport))

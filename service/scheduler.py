@@ -282,7 +282,8 @@ class Scheduler:
             self._unlaunched[sweep.id].discard(number)
             if trial.state != TrialState.PENDING.value:
                 continue
-            self._launch(session, sweep, spec, trial, resume=trial.started_at is not None)
+            if not self._launch(session, sweep, spec, trial, resume=trial.started_at is not None):
+                return  # the sweep stopped running meanwhile (cancelled, paused)
             launched += 1
         while not out_of_trials and launched < limit and len(trials) < run_cap:
             suggestion = method.suggest(len(trials), trials)
@@ -296,7 +297,8 @@ class Scheduler:
             self._unfinished.setdefault(sweep.id, set()).add(trial.number)
             active += 1
             launched += 1
-            self._launch(session, sweep, spec, trial)
+            if not self._launch(session, sweep, spec, trial):
+                return  # the sweep stopped running meanwhile: the new trial was not stored
             freed_at = self._slot_freed_at.pop(sweep.id, None)
             if freed_at is not None and self.metrics is not None:
                 self.metrics.scheduling_latency.observe(time.monotonic() - freed_at)
@@ -501,7 +503,14 @@ class Scheduler:
 
     def _launch(
         self, session: Session, sweep: Sweep, spec: SweepSpec, trial: Trial, resume: bool = False
-    ) -> None:
+    ) -> bool:
+        """Start a trial on the executor; False (nothing stored) when its sweep stopped running.
+
+        The trial's row is committed only while the sweep is still `running` (checked by an
+        update of the sweep's row in the same transaction, which also makes a concurrent cancel
+        wait for it); a cancel that commits between that and the executor's launch is caught
+        right after, and the trial is cancelled there too.
+        """
         last = None
         if resume:
             # Read once: a worker of the old controller may still be writing its checkpoint.
@@ -521,6 +530,9 @@ class Scheduler:
         self._mark_started(trial, starts_now)
         trial.attempts += 1
         attempt = trial.attempts
+        if not _sweep_still_running(session, sweep.id):
+            session.rollback()
+            return False
         session.commit()
         if self.metrics is not None:
             self.metrics.trials_launched.inc()
@@ -536,8 +548,9 @@ class Scheduler:
                 started = self.executor.launch(
                     trial_spec, on_done, group=sweep.id, lanes=lanes, on_start=on_start
                 )
-                if started != starts_now:  # a lane freed or filled meanwhile
-                    self._mark_started(trial, started)
+                session.refresh(trial)
+                if started != starts_now and trial.state in ACTIVE_TRIAL_STATES:
+                    self._mark_started(trial, started)  # a lane freed or filled meanwhile
                     session.commit()
             else:
                 self.executor.launch(trial_spec, on_done)
@@ -547,6 +560,13 @@ class Scheduler:
             trial.error = f"could not start the trial on the cluster: {exc}"
             trial.finished_at = utcnow()
             session.commit()
+            return True
+        session.commit()  # a fresh read: a cancel may have committed since the launch's commit
+        state = session.scalar(select(Sweep.state).where(Sweep.id == sweep.id))
+        if state == SweepState.CANCELLED.value:
+            self.executor.cancel(trial.id)
+            return False
+        return True
 
     @staticmethod
     def _mark_started(trial: Trial, started: bool) -> None:
@@ -710,12 +730,21 @@ class Scheduler:
         return sweep
 
     def cancel_sweep(self, session: Session, sweep_id: str) -> Sweep:
-        """End the sweep and stop its running trials' workers now."""
-        running = session.scalars(
-            select(Trial.id).where(Trial.sweep_id == sweep_id, Trial.state.in_(ACTIVE_TRIAL_STATES))
-        ).all()
+        """End the sweep and stop its running trials' workers now.
+
+        The state changes first (its trials with it), then every trial it cancelled is stopped:
+        a trial launched before the change is among them, and a launch after it is refused
+        (`_launch`).
+        """
         sweep = store.change_sweep_state(session, sweep_id, "cancel")
-        for trial_id in running:
+        cancelled = session.scalars(
+            select(Trial.id).where(
+                Trial.sweep_id == sweep_id,
+                Trial.state == TrialState.CANCELLED.value,
+                Trial.finished_at == sweep.finished_at,
+            )
+        ).all()
+        for trial_id in cancelled:
             self.executor.cancel(trial_id)
         with self._methods_lock:
             self._methods.pop(sweep_id, None)
@@ -806,6 +835,18 @@ class Scheduler:
             len(trials),
             extra={"sweep_id": sweep.id},
         )
+
+
+def _sweep_still_running(session: Session, sweep_id: str) -> bool:
+    """Whether the sweep is `running`, holding its row until the caller's commit: an update
+    that changes nothing, so a concurrent cancel or pause waits for this transaction."""
+    changed = session.execute(
+        update(Sweep)
+        .where(Sweep.id == sweep_id, Sweep.state == SweepState.RUNNING.value)
+        .values(state=Sweep.state)
+        .execution_options(synchronize_session=False)
+    )
+    return changed.rowcount == 1
 
 
 def may_stop_trials(method: SearchMethod) -> bool:

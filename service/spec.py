@@ -71,6 +71,18 @@ _PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 _ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
+# Limits on what a spec may hold (SECURITY.md lists them with the settings that change some).
+MAX_SPEC_DEPTH = 32  # KTSWEEP_MAX_SPEC_DEPTH
+MAX_SPEC_NODES = 100_000  # KTSWEEP_MAX_SPEC_NODES
+MAX_TEXT_CHARS = 10_000  # any one string in a spec
+MAX_NAME_CHARS = 200  # a sweep's `name` (its database column)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # any integer in a spec
+INT32_MAX = 2**31 - 1  # epochs and steps: the database's integer columns
+MAX_RUN_CAP = 1_000_000
+MAX_PARALLELISM = 10_000
+MAX_SEED = 2**32 - 1  # NumPy's seeds, which the model-based methods pass it to
+_MAX_PROBLEMS = 20  # a spec with thousands of bad values gets the first ones
+
 
 class SpecProblem(BaseModel):
     """One problem in a submitted spec."""
@@ -88,7 +100,8 @@ class SpecError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinity compare false with everything: a bound or setting holding one is an error.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class MetricSpec(_Strict):
@@ -159,9 +172,9 @@ class HyperbandStopping(_Strict):
     """W&B's hyperband early termination: stop trials below the top 1/eta at each band."""
 
     type: Literal["hyperband"]
-    min_iter: int | None = Field(None, ge=1)
-    max_iter: int | None = Field(None, ge=1)
-    s: int | None = Field(None, ge=1)
+    min_iter: int | None = Field(None, ge=1, le=INT32_MAX)
+    max_iter: int | None = Field(None, ge=1, le=INT32_MAX)
+    s: int | None = Field(None, ge=1, le=1000)
     eta: float = Field(3, gt=1)
     strict: bool = True
 
@@ -214,9 +227,9 @@ class ResourcesSpec(_Strict):
 
 
 class FitSpec(BaseModel):
-    model_config = ConfigDict(extra="allow")  # passed through to `model.fit`
-    epochs: int = Field(1, ge=1)
-    batch_size: int | None = Field(None, ge=1)
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)  # passed to `model.fit`
+    epochs: int = Field(1, ge=1, le=INT32_MAX)
+    batch_size: int | None = Field(None, ge=1, le=INT32_MAX)
 
 
 class TrialSection(_Strict):
@@ -225,7 +238,7 @@ class TrialSection(_Strict):
     data: str | None = None
     fit: FitSpec = FitSpec()
     resources: ResourcesSpec = ResourcesSpec()
-    max_retries: int = Field(0, ge=0)
+    max_retries: int = Field(0, ge=0, le=1000)
     timeout_s: float | None = Field(None, gt=0)
 
 
@@ -260,11 +273,11 @@ class SweepSpec(_Strict):
     metric: MetricSpec | None = None
     parameters: dict[str, ParameterSpec] | None = None
     early_terminate: EarlyTerminateSpec | None = None
-    run_cap: int | None = Field(None, ge=1)
+    run_cap: int | None = Field(None, ge=1, le=MAX_RUN_CAP)
     program: str | None = None
     command: list[Any] | None = None
-    name: str | None = None
-    description: str | None = None
+    name: str | None = Field(None, max_length=MAX_NAME_CHARS)
+    description: str | None = Field(None, max_length=MAX_TEXT_CHARS)
     project: str | None = None
     entity: str | None = None
     # W&B fields that change nothing here (which controller runs the sweep, the config version).
@@ -273,8 +286,8 @@ class SweepSpec(_Strict):
     kind: Literal["sweep"] | None = None
     # ktsweep's own fields.
     working_dir: str | None = None  # where a `program` lives on the workers
-    parallelism: int = Field(1, ge=1)
-    seed: int | None = None
+    parallelism: int = Field(1, ge=1, le=MAX_PARALLELISM)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
     hyperband: HyperbandSection | None = None
     trial: TrialSection | None = None
     wandb: WandbSection = WandbSection()
@@ -284,22 +297,214 @@ class SweepSpec(_Strict):
 _TOP_LEVEL_FIELDS = ", ".join(SweepSpec.model_fields)
 
 
-def load_spec_text(text: str | bytes) -> Any:
-    """Parse YAML or JSON text (JSON is YAML) into plain data, or raise `SpecError`."""
+class SpecTooLargeError(yaml.YAMLError):
+    """A YAML document nested too deeply, or too large once its aliases are expanded."""
+
+    def __init__(self, message: str, mark: Any = None):
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        super().__init__(message + where)
+
+
+class SpecLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses documents which would cost far more than their size.
+
+    A few hundred bytes of YAML can hold aliases (`*name`) that expand to billions of values (a
+    "billion laughs"), or brackets nested thousands deep that exhaust the stack. This loader
+    counts every value as it would be once expanded, and refuses a document nested deeper than
+    `max_depth` levels, holding more than `max_nodes` values, or with an alias inside the node
+    it names (a structure that contains itself). Anchors and aliases within the limits, merge
+    keys (`<<: *defaults`) included, keep working.
+
+    Args:
+        stream: YAML (or JSON) text.
+        max_depth: Deepest nesting of mappings and lists. Default `MAX_SPEC_DEPTH` (32).
+        max_nodes: Most values once aliases are expanded. Default `MAX_SPEC_NODES` (100000).
+
+    Example:
+
+    ```python
+    loader = SpecLoader("a: &a [1, 2]\nb: *a\n")
+    data = loader.get_single_data()
+    ```
+    """
+
+    def __init__(
+        self, stream: str | bytes, max_depth: int = MAX_SPEC_DEPTH, max_nodes: int = MAX_SPEC_NODES
+    ):
+        super().__init__(stream)
+        self.max_depth = max_depth
+        self.max_nodes = max_nodes
+        self._depth = 0
+        self._expanded = 0
+        self._aliases = 0
+        self._shapes: dict[int, tuple[int, int]] = {}  # id(node) -> (values expanded, height)
+
+    def compose_node(self, parent, index):
+        mark = self.peek_event().start_mark
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            shape = self._shapes.get(id(node))
+            if shape is None:
+                raise SpecTooLargeError(
+                    "an alias (*name) refers to the node that contains it, which would never "
+                    "end; write the values out instead",
+                    mark,
+                )
+            self._aliases += 1
+            self._add(shape, mark)
+            return node
+        self._depth += 1
+        try:
+            if self._depth > self.max_depth:
+                raise SpecTooLargeError(
+                    f"the spec is nested too deeply: more than {self.max_depth} levels of "
+                    "mappings and lists (KTSWEEP_MAX_SPEC_DEPTH); flatten it",
+                    mark,
+                )
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        self._shapes[id(node)] = _shape(node, self._shapes)
+        self._add((1, 0), mark)
+        return node
+
+    def _add(self, shape: tuple[int, int], mark: Any) -> None:
+        values, height = shape
+        self._expanded += values
+        if self._depth + height > self.max_depth:
+            raise SpecTooLargeError(
+                f"the spec is nested too deeply once its aliases (*name) are expanded: more "
+                f"than {self.max_depth} levels (KTSWEEP_MAX_SPEC_DEPTH); flatten it",
+                mark,
+            )
+        if self._expanded > self.max_nodes:
+            expanded = " once its aliases (*name) are expanded" if self._aliases else ""
+            raise SpecTooLargeError(
+                f"the spec holds more than {self.max_nodes} values{expanded} "
+                "(KTSWEEP_MAX_SPEC_NODES); write it with fewer values",
+                mark,
+            )
+
+
+def _shape(node: yaml.Node, shapes: dict[int, tuple[int, int]]) -> tuple[int, int]:
+    """(values once expanded, height) of a node whose children are all known."""
+    if isinstance(node, yaml.ScalarNode):
+        return 1, 1
+    if isinstance(node, yaml.MappingNode):
+        children = [child for pair in node.value for child in pair]
+    else:
+        children = node.value
+    known = [shapes[id(child)] for child in children]
+    return 1 + sum(v for v, _ in known), 1 + max((h for _, h in known), default=0)
+
+
+def load_spec_text(
+    text: str | bytes, max_depth: int = MAX_SPEC_DEPTH, max_nodes: int = MAX_SPEC_NODES
+) -> Any:
+    """Parse YAML or JSON text (JSON is YAML) into plain data, or raise `SpecError`.
+
+    Documents nested deeper than `max_depth`, or larger than `max_nodes` values once YAML
+    aliases are expanded, are refused (see `SpecLoader`).
+    """
+    loader = None
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        # The reader checks the text as the loader is made: a NUL character raises here.
+        loader = SpecLoader(text, max_depth=max_depth, max_nodes=max_nodes)
+        return loader.get_single_data()
+    except SpecTooLargeError as exc:
+        raise SpecError([SpecProblem(path="", message=f"{exc}.")]) from None
+    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as exc:
+        # ValueError: a value YAML reads but Python cannot hold (an integer of 5000 digits).
         problem = SpecProblem(path="", message=f"the spec is not valid YAML/JSON: {exc}")
         raise SpecError([problem]) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
-def parse_spec(source: str | bytes | dict[str, Any]) -> SweepSpec:
-    """Validate a spec (text or dict) and return it, or raise `SpecError` with every problem."""
-    data = load_spec_text(source) if isinstance(source, (str, bytes)) else source
+def check_values(data: Any, max_depth: int = MAX_SPEC_DEPTH) -> list[SpecProblem]:
+    """Values no spec field can hold, anywhere in `data`, each with its path.
+
+    A spec holds text, numbers, booleans, null, lists and mappings, as JSON does: a NaN or
+    infinite number, an integer beyond 64 bits, a string longer than `MAX_TEXT_CHARS`, nesting
+    deeper than `max_depth`, or another YAML type (a date, bytes, a set) is a problem. Walks
+    without recursion, so any depth of a dict given by a caller is safe.
+    """
+    problems: list[SpecProblem] = []
+    stack: list[tuple[str, Any, int]] = [("", data, 0)]
+    while stack and len(problems) < _MAX_PROBLEMS:
+        path, value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth >= max_depth:
+                message = (
+                    f"nested too deeply: more than {max_depth} levels of mappings and lists "
+                    "(KTSWEEP_MAX_SPEC_DEPTH); flatten it."
+                )
+                problems.append(SpecProblem(path=path, message=message))
+                continue
+            if isinstance(value, dict):
+                items = []
+                for key, item in value.items():
+                    problem = _scalar_problem(path, key, is_key=True)
+                    if problem is not None:
+                        problems.append(problem)
+                    items.append((f"{path}.{key}" if path else str(key), item))
+            else:
+                items = [(f"{path}.{i}" if path else str(i), item) for i, item in enumerate(value)]
+            stack.extend((child, item, depth + 1) for child, item in reversed(items))
+            continue
+        problem = _scalar_problem(path, value)
+        if problem is not None:
+            problems.append(problem)
+    return problems
+
+
+def _scalar_problem(path: str, value: Any, is_key: bool = False) -> SpecProblem | None:
+    what = "a key" if is_key else "this value"
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        if INT64_MIN <= value <= INT64_MAX:
+            return None
+        message = (
+            f"{what} is out of range: integers must be between {INT64_MIN} and {INT64_MAX} "
+            "(64 bits)."
+        )
+    elif isinstance(value, float):
+        if math.isfinite(value):
+            return None
+        message = f"{what} is {value}, not a finite number; give a number."
+    elif isinstance(value, str):
+        if len(value) <= MAX_TEXT_CHARS:
+            return None
+        message = (
+            f"{what} is {len(value)} characters long; text in a spec may be at most "
+            f"{MAX_TEXT_CHARS} characters."
+        )
+    else:
+        message = (
+            f"{what} is a {type(value).__name__}; a spec holds text, numbers, true/false, "
+            "null, lists and mappings. Quote it to make it text."
+        )
+    return SpecProblem(path=path, message=message)
+
+
+def parse_spec(source: str | bytes | dict[str, Any], max_depth: int = MAX_SPEC_DEPTH) -> SweepSpec:
+    """Validate a spec (text or dict) and return it, or raise `SpecError` with every problem.
+
+    `max_depth`: the deepest nesting accepted (KTSWEEP_MAX_SPEC_DEPTH, default 32).
+    """
+    if isinstance(source, (str, bytes)):
+        data = load_spec_text(source, max_depth=max_depth)
+    else:
+        data = source
     if not isinstance(data, dict):
         raise SpecError(
             [SpecProblem(path="", message="the spec must be a mapping of fields (YAML or JSON).")]
         )
+    problems = check_values(data, max_depth)
+    if problems:
+        raise SpecError(problems)
     try:
         spec = SweepSpec.model_validate(data)
     except ValidationError as exc:

@@ -152,7 +152,7 @@ def _cursor_int(cursor: str | None, kind: str) -> int:
     if not cursor:
         return 0
     parts = _decode_cursor(cursor)
-    if len(parts) != 2 or parts[0] != kind or not isinstance(parts[1], int):
+    if len(parts) != 2 or parts[0] != kind or not _is_trial_number(parts[1]):
         raise CursorError(
             f"this cursor belongs to another listing; pass the `next_cursor` of a page listed "
             f"with order={kind}, or leave it out for the first page."
@@ -164,14 +164,28 @@ class CursorError(ValueError):
     """A pagination cursor this service did not hand out."""
 
 
+# A cursor this service hands out is a few dozen characters; a forged one may be anything.
+_MAX_CURSOR_CHARS = 1024
+
+
 def _encode_cursor(parts: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode()
 
 
+def _is_trial_number(value: Any) -> bool:
+    # Anything else cannot be a trial's number (an integer column), nor bound as one.
+    return type(value) is int and 0 <= value <= MAX_STEP
+
+
 def _decode_cursor(cursor: str) -> list[Any]:
+    if len(cursor) > _MAX_CURSOR_CHARS:
+        raise CursorError(
+            "the cursor is not one this service handed out (it is far too long); pass "
+            "`next_cursor` from the previous page as it is, or leave it out for the first page."
+        )
     try:
         parts = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, UnicodeError):
+    except (ValueError, UnicodeError, RecursionError):
         raise CursorError(
             "the cursor is not one this service handed out; pass `next_cursor` from the "
             "previous page as it is, or leave it out for the first page."
@@ -264,14 +278,34 @@ def _upsert_report(
     )
 
 
+# A report's step is stored in an integer column and becomes the trial's `epochs`; a step
+# beyond it would be refused by the database, or stored and outrank every later report.
+MAX_STEP = 2**31 - 1
+
+
+class StepOutOfRangeError(ValueError):
+    """A report whose step is outside 0..MAX_STEP."""
+
+
 @dataclass(frozen=True)
 class ReportIn:
-    """One worker report, as `record_reports` takes it."""
+    """One worker report, as `record_reports` takes it.
+
+    Raises:
+        StepOutOfRangeError: `step` is outside 0..MAX_STEP.
+    """
 
     trial_id: str
     step: int
     metrics: dict[str, float | None]
     checkpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.step <= MAX_STEP:
+            raise StepOutOfRangeError(
+                f"step {self.step} is out of range: a report's step must be between 0 and "
+                f"{MAX_STEP}; report the epoch (or batch) number the metrics belong to."
+            )
 
 
 @dataclass(frozen=True)
@@ -590,12 +624,13 @@ def change_sweep_state(session: Session, sweep_id: str, action: str) -> Sweep:
         )
     sweep.state = new_state
     if action == "cancel":
-        sweep.finished_at = utcnow()
+        # One time for the sweep and the trials it cancels: the caller finds them by it.
+        sweep.finished_at = now = utcnow()
         for trial in session.scalars(
             select(Trial).where(Trial.sweep_id == sweep_id, Trial.state.in_(ACTIVE_TRIAL_STATES))
         ):
             trial.state = TrialState.CANCELLED.value
-            trial.finished_at = utcnow()
+            trial.finished_at = now
     session.commit()
     return sweep
 
@@ -820,14 +855,21 @@ def _metric_cursor(cursor: str) -> tuple[float | None, int]:
     if (
         len(parts) != 3
         or parts[0] != "metric"
-        or not (parts[1] is None or isinstance(parts[1], (int, float)))
-        or not isinstance(parts[2], int)
+        or not (parts[1] is None or _is_objective(parts[1]))
+        or not _is_trial_number(parts[2])
     ):
         raise CursorError(
             "this cursor belongs to another listing; pass the `next_cursor` of a page listed "
             "with order=metric, or leave it out for the first page."
         )
     return parts[1], parts[2]
+
+
+def _is_objective(value: Any) -> bool:
+    # A float column's value: finite, and an integer only where a float holds it.
+    if type(value) is int:
+        return abs(value) <= 2**53
+    return type(value) is float and math.isfinite(value)
 
 
 def trial_history(session: Session, trial: Trial) -> list[dict[str, Any]]:

@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 from ktsweep.service.search.base import SearchMethod, TrialRecord
+from ktsweep.service.search.space import SearchSpace
+from ktsweep.service.spec import SpecProblem, SweepSpec
 
 
 class GridSearch(SearchMethod):
@@ -15,7 +17,8 @@ class GridSearch(SearchMethod):
     does), so after a controller restart the grid goes on where it was, whichever order the
     earlier trials took. A continuous parameter has no finite set of values, so it is an error,
     as in W&B. Hyperparameters inside an inactive conditional scope are left out of a
-    combination.
+    combination. The grid is indexed, not built (see `SearchSpace.grid`): a large one costs
+    no memory, and `check_grid_size` refuses one too large at submission.
 
     Raises:
         ValueError: a dimension of the space is continuous.
@@ -52,3 +55,22 @@ class GridSearch(SearchMethod):
 
 def _key(config: dict[str, Any]) -> str:
     return json.dumps(config, sort_keys=True, default=repr)
+
+
+def check_grid_size(spec: SweepSpec, max_size: int) -> list[SpecProblem]:
+    """A problem when the grid of the spec's `parameters` has more than `max_size`
+    combinations (KTSWEEP_MAX_GRID_SIZE); computed without building the grid."""
+    try:
+        size = SearchSpace.from_spec(spec).grid_size()
+    except ValueError:
+        return []  # a continuous parameter: `check_search_space` says what to do
+    if size <= max_size:
+        return []
+    return [
+        SpecProblem(
+            path="parameters",
+            message=f"this grid has {size} combinations, more than the {max_size} a grid sweep "
+            "may have (KTSWEEP_MAX_GRID_SIZE); list fewer values, or search the space with "
+            "method random, bayes or tpe and a `run_cap`.",
+        )
+    ]

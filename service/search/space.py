@@ -13,7 +13,9 @@ nested by "/" (`{"optimizer": {"lr": ...}}`), as W&B nests them; the worker flat
 from __future__ import annotations
 
 import abc
+import math
 import random
+from collections.abc import Sequence
 from typing import Any
 
 from ktsweep.service.search import distributions
@@ -35,7 +37,7 @@ class Dimension(abc.ABC):
         """The quantile in [0, 1] of `value`: the inverse of `from_unit` (up to rounding)."""
 
     @abc.abstractmethod
-    def grid_values(self) -> list[Any]:
+    def grid_values(self) -> Sequence[Any]:
         """Every value, for grid search; raises `ValueError` for a continuous dimension."""
 
     @property
@@ -50,6 +52,11 @@ class Dimension(abc.ABC):
     def is_active(self, values: dict[str, Any]) -> bool:
         """Whether the dimension applies, given the (flat) values chosen so far."""
         return True
+
+    @property
+    def is_conditional(self) -> bool:
+        """Whether `is_active` can ever be False."""
+        return False
 
 
 class WandbDimension(Dimension):
@@ -66,7 +73,10 @@ class WandbDimension(Dimension):
     def to_unit(self, value: Any) -> float:
         return distributions.cdf(self.parameter, value)
 
-    def grid_values(self) -> list[Any]:
+    def grid_values(self) -> Sequence[Any]:
+        if self.distribution == "int_uniform":
+            # A range, not a list: `min: 0, max: 1e15` must not cost a list of 1e15 values.
+            return range(int(self.parameter.min), int(self.parameter.max) + 1)
         return distributions.grid_values(self.parameter)
 
     @property
@@ -101,7 +111,7 @@ class KerasTunerDimension(Dimension):
             return 0.5
         return min(max(float(self.hp.value_to_prob(value)), 0.0), 1.0)
 
-    def grid_values(self) -> list[Any]:
+    def grid_values(self) -> Sequence[Any]:
         if self.kind == "Fixed":
             return [self.hp.value]
         if self.kind == "Float" and self.hp.step is None:
@@ -123,6 +133,10 @@ class KerasTunerDimension(Dimension):
 
     def is_active(self, values: dict[str, Any]) -> bool:
         return all(condition.is_active(values) for condition in self.hp.conditions)
+
+    @property
+    def is_conditional(self) -> bool:
+        return bool(self.hp.conditions)
 
     def __repr__(self) -> str:
         return f"KerasTunerDimension({self.name!r}, {self.kind})"
@@ -197,8 +211,18 @@ class SearchSpace:
                 flat[dimension.name] = dimension.from_unit(rng.random())
         return nest(flat)
 
-    def grid(self) -> list[dict[str, Any]]:
-        """Every combination of values, in a fixed order, inactive dimensions left out."""
+    def grid(self) -> Sequence[dict[str, Any]]:
+        """Every combination of values, in a fixed order (the first dimension varies slowest),
+        inactive dimensions left out.
+
+        Without conditional dimensions the grid is never built: each combination is computed
+        from its index when asked for, so a grid of any size costs the memory of its values.
+
+        Raises:
+            ValueError: a dimension is continuous.
+        """
+        if not any(dimension.is_conditional for dimension in self.dimensions):
+            return IndexedGrid(self.dimensions)
         combos: list[dict[str, Any]] = [{}]
         for dimension in self.dimensions:
             values = None
@@ -212,6 +236,15 @@ class SearchSpace:
             combos = grown
         return [nest(combo) for combo in combos]
 
+    def grid_size(self) -> int:
+        """How many combinations `grid` has, without building it; with conditional dimensions,
+        the most it can have (every dimension active).
+
+        Raises:
+            ValueError: a dimension is continuous.
+        """
+        return math.prod(len(dimension.grid_values()) for dimension in self.dimensions)
+
     def check_grid(self) -> list[str]:
         """Why a grid search over this space is impossible (empty when it is possible)."""
         problems = []
@@ -221,6 +254,34 @@ class SearchSpace:
             except ValueError as exc:
                 problems.append(str(exc))
         return problems
+
+
+class IndexedGrid(Sequence):
+    """The Cartesian product of dimensions' values, each combination computed from its index.
+
+    Combination `i` is `i` written in mixed radix, one digit per dimension (the last one varies
+    fastest): the order `SearchSpace.grid` has always had.
+
+    Args:
+        dimensions: Unconditional dimensions, each with finitely many values.
+    """
+
+    def __init__(self, dimensions: list[Dimension]):
+        self._names = [dimension.name for dimension in dimensions]
+        self._values = [dimension.grid_values() for dimension in dimensions]
+        self._size = math.prod(len(values) for values in self._values)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, index: int) -> dict[str, Any]:  # type: ignore[override]
+        if not 0 <= index < self._size:
+            raise IndexError(f"grid index {index} is out of range (size {self._size})")
+        flat: dict[str, Any] = {}
+        for name, values in zip(reversed(self._names), reversed(self._values), strict=True):
+            index, digit = divmod(index, len(values))
+            flat[name] = values[digit]
+        return nest({name: flat[name] for name in self._names})
 
 
 def _wandb_dimensions(parameters: dict[str, ParameterSpec], prefix: str = ""):

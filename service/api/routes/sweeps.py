@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
@@ -14,6 +15,7 @@ from ktsweep.service.entry_policy import check_entry_points
 from ktsweep.service.models import SweepState, TrialState
 from ktsweep.service.schemas import ErrorOut, ProblemList, SweepList, SweepOut, TrialList, TrialOut
 from ktsweep.service.search import check_search_space
+from ktsweep.service.search.grid_search import check_grid_size
 from ktsweep.service.spec import SpecError, SpecProblem, SweepSpec, load_spec_text, parse_spec
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
@@ -62,6 +64,13 @@ def reject_unencodable_text(data: Any, path: str = "") -> None:
             reject_unencodable_text(value, f"{path}.{index}" if path else str(index))
 
 
+def _parse_submission(body: bytes, settings: Any) -> tuple[Any, SweepSpec]:
+    """The submitted text as data and as a spec (on a worker thread: a large spec takes time)."""
+    raw = load_spec_text(body, max_depth=settings.max_spec_depth, max_nodes=settings.max_spec_nodes)
+    reject_unencodable_text(raw)
+    return raw, parse_spec(raw, max_depth=settings.max_spec_depth)
+
+
 @router.post(
     "",
     status_code=201,
@@ -72,10 +81,16 @@ def reject_unencodable_text(data: Any, path: str = "") -> None:
 )
 async def submit_sweep(request: Request, session: SessionDep, scheduler: SchedulerDep):
     """Submit a sweep spec (JSON, or YAML with `Content-Type: application/yaml`)."""
-    raw = load_spec_text(await request.body())
-    reject_unencodable_text(raw)
-    spec = parse_spec(raw)
-    check_entry_points(spec, request.app.state.settings)
+    settings = request.app.state.settings
+    body = await request.body()
+    raw, spec = await anyio.to_thread.run_sync(
+        _parse_submission, body, settings, limiter=request.app.state.spec_parsers
+    )
+    check_entry_points(spec, settings)
+    if spec.method == "grid":
+        problems = check_grid_size(spec, settings.max_grid_size)
+        if problems:
+            raise SpecError(problems)
     problems = await run_in_threadpool(check_search_space, spec)  # may build the hypermodel
     if problems:
         raise SpecError(problems)
