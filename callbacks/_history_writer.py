@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable
 from typing import Any
 
 import wandb
+
+from ktsweep.callbacks.compat.wandb import BatchPublisher, Unsupported
 
 # Rows are handed to W&B once this many are waiting or the first has waited this long.
 BATCH_ROWS = 1024
@@ -41,7 +42,7 @@ class HistoryWriter:
         max_rows: int | None = None,
     ) -> None:
         self._run = run
-        self._publisher = _BatchPublisher.for_run(run)
+        self._publisher = BatchPublisher.for_run(run)
         self._resolve = resolve
         self._seconds = BATCH_SECONDS if seconds is None else seconds
         self._max_rows = BATCH_ROWS if max_rows is None else max_rows
@@ -80,85 +81,10 @@ class HistoryWriter:
             try:
                 self._publisher.publish(rows)
                 return
-            except _Unsupported:
+            except Unsupported:
                 self._publisher = None
         for row in rows:
             self._run.log(row)
-
-
-class _Unsupported(Exception):
-    """The run's internals are not what `_BatchPublisher` expects; use `run.log`."""
-
-
-class _BatchPublisher:
-    """Publishes several history rows to W&B's service with one hand-off to its I/O thread.
-
-    Each row becomes the same partial-history record `run.log(row)` would publish (built by
-    the run's own interface, so values are encoded exactly as `run.log` encodes them).
-    """
-
-    def __init__(self, run: Any, interface: Any) -> None:
-        from wandb.proto import wandb_server_pb2
-
-        self._run = run
-        self._interface = interface
-        self._server_request = wandb_server_pb2.ServerRequest
-        self._pending: list[Any] = []
-        # A copy of the interface whose `_publish` collects records instead of sending them.
-        self._collector = copy.copy(interface)
-        self._collector._publish = self._collect
-
-    @classmethod
-    def for_run(cls, run: Any) -> _BatchPublisher | None:
-        interface = getattr(run, "_interface", None)
-        needed = ("_asyncer", "_client", "_assign", "publish_partial_history")
-        if interface is None or not all(hasattr(interface, name) for name in needed):
-            return None
-        if not hasattr(run, "_local_step") or not hasattr(interface._client, "publish"):
-            return None
-        try:
-            return cls(run, interface)
-        except Exception:
-            return None
-
-    def publish(self, rows: list[dict[str, Any]]) -> None:
-        if getattr(self._run, "_is_finished", False):
-            raise RuntimeError(f"Run ({self._run.id}) is finished; metrics were not logged.")
-        self._pending = []
-        for row in rows:
-            if any(not isinstance(key, str) for key in row):
-                raise TypeError("Metric names logged to W&B must be strings.")
-            self._collector.publish_partial_history(
-                self._run,
-                dict(row),
-                user_step=self._run._local_step,
-                publish_step=len(wandb.patched["tensorboard"]) == 0,
-            )
-            self._run._local_step += 1  # as `run.log` without `step` or `commit`
-        requests, self._pending = self._pending, []
-        if len(requests) != len(rows):
-            raise _Unsupported()
-        client = self._interface._client
-
-        async def send() -> None:
-            for request in requests:
-                await client.publish(request)
-
-        asyncer = self._interface._asyncer
-        # Queued behind anything published before and ahead of anything published after
-        # (W&B's I/O thread writes its tasks in the order they were scheduled), so the
-        # training thread need not wait for the socket writes.
-        run_soon = getattr(asyncer, "run_soon", None)
-        if run_soon is not None:
-            run_soon(send)
-        else:
-            asyncer.run(send)
-
-    def _collect(self, record: Any, *, nowait: bool = False) -> None:
-        self._interface._assign(record)
-        request = self._server_request()
-        request.record_publish.CopyFrom(record)
-        self._pending.append(request)
 
 
 def _resolved(row: dict[str, Any]) -> dict[str, Any]:

@@ -7,12 +7,14 @@ from typing import Any
 import keras
 import numpy as np
 
+from ktsweep.callbacks.compat.keras import optimizer_learning_rate
+
 
 def learning_rate_schedule(optimizer: Any) -> Any:
     """Returns the optimizer's learning-rate schedule or callable, or None for a fixed value."""
-    # Keras 3 keeps the schedule itself in `_learning_rate`; `learning_rate` only
-    # exposes its value at `optimizer.iterations`, which a resumed fit restarts at 0.
-    schedule = getattr(optimizer, "_learning_rate", None)
+    # Not the public `learning_rate`: that is the schedule's value at `optimizer.iterations`,
+    # which a resumed fit restarts at 0.
+    schedule = optimizer_learning_rate(optimizer)
     if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule) or (
         callable(schedule) and not isinstance(schedule, keras.Variable)
     ):
@@ -67,16 +69,14 @@ class FixedLearningRateReader:
 
     def __init__(self, optimizer: Any) -> None:
         self._optimizer = optimizer
-        self._variable = getattr(optimizer, "_learning_rate", None)
+        self._variable = optimizer_learning_rate(optimizer)
         self._value: float | None = None
         self._wrappers: dict[str, Any] = {}
         if isinstance(self._variable, keras.Variable):
             self._wrap_assigns()
 
     def read(self) -> float:
-        if not self._wrappers or getattr(self._optimizer, "_learning_rate", None) is not (
-            self._variable
-        ):
+        if not self._wrappers or optimizer_learning_rate(self._optimizer) is not self._variable:
             return fixed_value(self._optimizer)
         if self._value is None:
             self._value = fixed_value(self._optimizer)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import wandb
 
-_CLIENT_ARTIFACT_SCHEME = "wandb-client-artifact"
+from ktsweep.callbacks.compat.wandb import artifact_client_id, media_file_path, media_referencing
 
 
 class TableReference(wandb.Table):
@@ -29,32 +28,11 @@ class TableReference(wandb.Table):
         return self._logged_table.get_index()
 
 
-class _EntryReference:
-    """Stands in for the source artifact and its entry where W&B serializes media."""
-
-    def __init__(self, url: str) -> None:
-        self._url = url
-
-    def _default_root(self) -> str:
-        return "\0"  # no media path starts with it, so W&B keeps its own entry name
-
-    def get_entry(self, name: str) -> _EntryReference:
-        return self
-
-    def ref_url(self) -> str:
-        return self._url
-
-
 def _reference(cell: Any, artifact: wandb.Artifact) -> Any:
-    if not isinstance(cell, wandb.sdk.data_types.base_types.media.Media) or not cell.file_is_set():
+    if not isinstance(cell, wandb.data_types.Media) or not cell.file_is_set():
         return cell
-    entry_name = artifact.get_added_local_path_name(cell._path)
-    client_id = getattr(artifact, "_client_id", None)
+    entry_name = artifact.get_added_local_path_name(media_file_path(cell))
+    client_id = artifact_client_id(artifact)
     if entry_name is None or client_id is None:
         return cell  # unknown layout: the prediction table stores its own copy
-    reference = copy.copy(cell)
-    reference._artifact_source = None
-    reference._set_artifact_source(
-        _EntryReference(f"{_CLIENT_ARTIFACT_SCHEME}://{client_id}/{entry_name}")
-    )
-    return reference
+    return media_referencing(cell, client_id, entry_name)

@@ -28,20 +28,15 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-import keras
-import wandb
+from ktsweep.callbacks.compat import keras as keras_compat
+from ktsweep.callbacks.compat import wandb as wandb_compat
 
-_MODULE_NAME = "wandb.keras"
 _EXPORTS = (
     "WandbCallback",
     "WandbMetricsLogger",
     "WandbModelCheckpoint",
     "WandbEvalCallback",
 )
-_MISSING = object()
-# What `keras.Model.__dict__["fit"]` was before `enable()`: `_MISSING` when `fit` is
-# inherited from the backend's trainer, which is the case in Keras 3.
-_fit_before_enable: Any = _MISSING
 
 
 def enable() -> None:
@@ -52,46 +47,27 @@ def enable() -> None:
     """
     from ktsweep import callbacks
 
-    module = types.ModuleType(_MODULE_NAME, "The W&B Keras callbacks, provided by ktsweep.")
+    module = types.ModuleType(
+        wandb_compat.WANDB_KERAS, "The W&B Keras callbacks, provided by ktsweep."
+    )
     for name in _EXPORTS:
         setattr(module, name, getattr(callbacks, name))
     module.__all__ = list(_EXPORTS)
     module.__ktsweep_legacy__ = True
-    sys.modules[_MODULE_NAME] = module
-    wandb.keras = module
-    _wrap_fit()
+    wandb_compat.set_wandb_keras(module)
+    keras_compat.wrap_model_fit(_handing_validation_data_to_callbacks)
 
 
 def disable() -> None:
     """Undoes `enable()`: `wandb.keras` no longer resolves and `fit` is Keras's own."""
     if is_enabled():
-        del sys.modules[_MODULE_NAME]
-        del wandb.keras
-    _unwrap_fit()
+        wandb_compat.set_wandb_keras(None)
+    keras_compat.unwrap_model_fit()
 
 
 def is_enabled() -> bool:
     """Whether `enable()` is in effect."""
-    return getattr(sys.modules.get(_MODULE_NAME), "__ktsweep_legacy__", False)
-
-
-def _wrap_fit() -> None:
-    global _fit_before_enable
-    if getattr(keras.Model.fit, "__ktsweep_legacy__", False):
-        return
-    _fit_before_enable = keras.Model.__dict__.get("fit", _MISSING)
-    keras.Model.fit = _handing_validation_data_to_callbacks(keras.Model.fit)
-
-
-def _unwrap_fit() -> None:
-    global _fit_before_enable
-    if not getattr(keras.Model.__dict__.get("fit"), "__ktsweep_legacy__", False):
-        return
-    if _fit_before_enable is _MISSING:
-        del keras.Model.fit
-    else:
-        keras.Model.fit = _fit_before_enable
-    _fit_before_enable = _MISSING
+    return getattr(sys.modules.get(wandb_compat.WANDB_KERAS), "__ktsweep_legacy__", False)
 
 
 def _handing_validation_data_to_callbacks(fit: Callable[..., Any]) -> Callable[..., Any]:
@@ -117,5 +93,4 @@ def _handing_validation_data_to_callbacks(fit: Callable[..., Any]) -> Callable[.
             for callback in receivers:
                 callback.fit_validation_data = None
 
-    fit_with_validation_data_for_wandb_callback.__ktsweep_legacy__ = True
     return fit_with_validation_data_for_wandb_callback

@@ -12,12 +12,13 @@ import numpy as np
 import wandb
 
 from ktsweep.callbacks._run import require_run
+from ktsweep.callbacks.compat.keras import SaveReportingModelCheckpoint, set_monitor_op
 
 _MODEL_EXTENSIONS = (".keras", ".h5")
 _WEIGHTS_EXTENSION = ".weights.h5"
 
 
-class ModelCheckpoint(keras.callbacks.ModelCheckpoint):
+class ModelCheckpoint(SaveReportingModelCheckpoint):
     """Saves the model or its weights like Keras, and logs every save as a W&B artifact.
 
     It saves exactly when `keras.callbacks.ModelCheckpoint` does: at the end of
@@ -125,7 +126,6 @@ class ModelCheckpoint(keras.callbacks.ModelCheckpoint):
         self._saves = 0
         self._last_save_logged = True
         self._last_aliases: list[str] = []
-        self._pending_save: str | None = None
         self._saved_files: collections.deque[str] = collections.deque()
         self._logged_artifacts: collections.deque[Any] = collections.deque()
         self._best_artifact: Any = None
@@ -134,7 +134,7 @@ class ModelCheckpoint(keras.callbacks.ModelCheckpoint):
         require_run(type(self).__name__)
         if self.monitor_op is None:
             try:
-                self._set_monitor_op()
+                set_monitor_op(self)
             except ValueError:
                 if self.save_best_only:
                     raise
@@ -144,18 +144,9 @@ class ModelCheckpoint(keras.callbacks.ModelCheckpoint):
         if not self._last_save_logged and self.last_saved_path is not None:
             self._log_artifact(self.last_saved_path, self._last_aliases)
 
-    def _should_save_model(self, epoch, batch, logs, filepath) -> bool:
-        should_save = super()._should_save_model(epoch, batch, logs, filepath)
-        self._pending_save = filepath if should_save else None
-        return should_save
-
-    def _save_model(self, epoch, batch, logs) -> None:
-        self._pending_save = None
-        super()._save_model(epoch, batch, logs)
-        if self._pending_save is not None:
-            self._record_save(self._pending_save, epoch, batch, logs or {})
-
-    def _record_save(self, filepath: str, epoch: int, batch: int | None, logs: dict) -> None:
+    def on_checkpoint_saved(
+        self, filepath: str, epoch: int, batch: int | None, logs: dict[str, Any]
+    ) -> None:
         is_best = self._improves_best(logs.get(self.monitor))
         self.last_saved_path = filepath
         if is_best:
@@ -173,7 +164,10 @@ class ModelCheckpoint(keras.callbacks.ModelCheckpoint):
     def _improves_best(self, current: Any) -> bool:
         if self.monitor_op is None or not _is_scalar(current):
             return False
-        if self._best_value is None or bool(self._is_improvement(current, self._best_value)):
+        # What Keras's `_is_improvement` computes, from the public `monitor_op` and `min_delta`.
+        if self._best_value is None or bool(
+            self.monitor_op(current - self.min_delta, self._best_value)
+        ):
             self._best_value = float(current)
             return True
         return False

@@ -28,11 +28,10 @@ import keras
 import keras_tuner as kt
 import numpy as np
 import ray
-from keras_tuner.src import errors as kt_errors
-from keras_tuner.src.engine import tuner_utils
-from keras_tuner.src.engine.oracle import _maybe_infer_direction_from_objective as _direction_of
-from keras_tuner.src.engine.trial import TrialStatus
+from keras_tuner import errors as kt_errors
+from keras_tuner.engine.trial import TrialStatus
 
+from ktsweep.worker.compat import keras_tuner as kt_compat
 from ktsweep.worker.last_checkpoint import (
     LAST_CHECKPOINT,
     LAST_CHECKPOINT_INFO,
@@ -510,7 +509,7 @@ class TrialOracle:
         trial = self.trials[trial_id]
         for name, value in metrics.items():
             if not trial.metrics.exists(name):
-                direction = _direction_of(self.objective, name)
+                direction = kt_compat.metric_direction(self.objective, name)
                 trial.metrics.register(name, direction=direction)
             trial.metrics.update(name, value, step=step)
         self.updates.append((_plain(metrics), step))
@@ -848,9 +847,9 @@ def _run_and_score(tuner, trial, fit_args, fit_kwargs) -> dict[str, Any]:
         if tuner.oracle.updates and trial.metrics.exists(objective.name):
             # The deprecated way: run_trial reported through oracle.update_trial().
             return {"status": TrialStatus.COMPLETED, "updates": tuner.oracle.updates}
-        tuner_utils.validate_trial_results(results, objective, "Tuner.run_trial()")
-        metrics = tuner_utils.convert_to_metrics_dict(results, objective)
-        step = tuner_utils.get_best_step(results, objective)
+        kt_compat.validate_trial_results(results, objective, "Tuner.run_trial()")
+        metrics = kt_compat.metrics_dict(results, objective)
+        step = kt_compat.best_step(results, objective)
         return {"status": TrialStatus.COMPLETED, "updates": [(_plain(metrics), int(step))]}
     except kt_errors.FatalError:
         raise
@@ -873,17 +872,19 @@ def _resume_point(tuner, trial_dir: str) -> tuple[str, int] | None:
 
 def _continue_from(tuner, trial, fit_kwargs: dict[str, Any], path: str, epochs: int) -> None:
     """Build the trial's model as usual, then load its latest epoch and fit from there."""
-    build = tuner._try_build
 
-    def build_and_restore(hp):
-        model = build(hp)
-        optimizer = getattr(model, "optimizer", None)
-        if optimizer is not None and not optimizer.built:
-            optimizer.build(model.trainable_variables)  # so its state loads too
-        model.load_weights(path)
-        return model
+    def restoring(build):
+        def build_and_restore(hp):
+            model = build(hp)
+            optimizer = getattr(model, "optimizer", None)
+            if optimizer is not None and not optimizer.built:
+                optimizer.build(model.trainable_variables)  # so its state loads too
+            model.load_weights(path)
+            return model
 
-    tuner._try_build = build_and_restore
+        return build_and_restore
+
+    kt_compat.wrap_build(tuner, restoring)
     fit_kwargs["initial_epoch"] = epochs
     if "tuner/initial_epoch" in trial.hyperparameters.values:
         trial.hyperparameters.values["tuner/initial_epoch"] = epochs

@@ -19,12 +19,9 @@ METRICS_FILE_ENV = "KTSWEEP_METRICS_FILE"
 
 def install_log_hook(path: str) -> None:
     """Append the numbers of every `wandb.log(...)` in this process to `path` (JSON lines)."""
-    from wandb.sdk import wandb_run
+    from ktsweep.worker.compat.wandb import after_each_log
 
-    original_log = wandb_run.Run.log
-
-    def log(self, data, *args, **kwargs):
-        result = original_log(self, data, *args, **kwargs)
+    def append_numbers(data) -> None:
         numbers = {
             key: value
             for key, value in dict(data).items()
@@ -33,9 +30,8 @@ def install_log_hook(path: str) -> None:
         if numbers:
             with open(path, "a") as lines:
                 lines.write(json.dumps(numbers) + "\n")
-        return result
 
-    wandb_run.Run.log = log
+    after_each_log(append_numbers)
 
 
 def main() -> None:

@@ -17,14 +17,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
-import struct
+import string
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from ktsweep.worker.compat import wandb as wandb_compat
 from ktsweep.worker.environment import without_secrets
 from ktsweep.worker.program_launcher import METRICS_FILE_ENV
 from ktsweep.worker.reporter import Reporter, plain_metrics
@@ -46,6 +48,8 @@ _MACRO = re.compile(r"\$\{([^}]*)\}")
 POLL_SECONDS = 0.5
 # Seconds a stopped script has to exit after SIGTERM before it is killed.
 STOP_GRACE_SECONDS = 10.0
+# The digits of the run IDs `wandb.init` makes (base 36), for the ID given to the script's run.
+_RUN_ID_DIGITS = string.ascii_lowercase + string.digits
 
 
 def run_program_trial(spec: TrialSpec, reporter: Reporter | None = None) -> TrialResult:
@@ -60,8 +64,6 @@ def run_program_trial(spec: TrialSpec, reporter: Reporter | None = None) -> Tria
         "completed" when the script exits 0, "stopped" when a report answered "stop",
         "failed" (with the end of its output) otherwise.
     """
-    from wandb.sdk.lib import runid
-
     working_dir = Path(spec.working_dir or os.getcwd())
     program = Path(spec.program)
     if not (working_dir / program).is_file():
@@ -71,12 +73,12 @@ def run_program_trial(spec: TrialSpec, reporter: Reporter | None = None) -> Tria
         )
     settings = spec.wandb or {}
     wandb_dir = Path(settings.get("dir") or working_dir).resolve()
-    run_id = runid.generate_id()
+    run_id = _new_run_id()
     files = wandb_dir / "wandb" / f"sweep-{spec.sweep_id or 'ktsweep'}"
     files.mkdir(parents=True, exist_ok=True)
     param_path = files / f"config-{run_id}.yaml"
     args_json_path = files / f"config-{run_id}.json"
-    _write_sweep_config(param_path, spec.hyperparameters)
+    wandb_compat.write_sweep_param_file(param_path, spec.hyperparameters)
     args_json_path.write_text(json.dumps(spec.hyperparameters))
     command = sweep_command(spec.command, spec.program, spec.hyperparameters, args_json_path)
     metrics_path = files / f"metrics-{run_id}.jsonl"
@@ -117,6 +119,11 @@ def run_program_trial(spec: TrialSpec, reporter: Reporter | None = None) -> Tria
             + _tail(output_path)
         )
     return result
+
+
+def _new_run_id(length: int = 8) -> str:
+    """A random run ID of `length` base-36 digits, as `wandb.init` makes them."""
+    return "".join(secrets.choice(_RUN_ID_DIGITS) for _ in range(length))
 
 
 def command_problems(command: list[str] | None, parameter_names: set[str]) -> list[str]:
@@ -173,12 +180,8 @@ def sweep_command(
         hyperparameters: The trial's parameters.
         args_json_file: File holding the parameters as JSON (`${args_json_file}`).
     """
-    from wandb.sdk.launch.sweeps import utils as sweep_utils
-
-    template = sweep_utils.create_sweep_command(list(command or DEFAULT_COMMAND))
-    macros = sweep_utils.create_sweep_command_args(
-        {"args": {name: {"value": value} for name, value in hyperparameters.items()}}
-    )
+    template = wandb_compat.sweep_command_template(list(command or DEFAULT_COMMAND))
+    macros = wandb_compat.sweep_argument_macros(hyperparameters)
     macros.update(
         interpreter=[sys.executable, "-m", "ktsweep.worker.program_launcher"],
         program=[program],
@@ -216,14 +219,6 @@ def _macro_value(match: re.Match, values: dict[str, Any], macros: dict[str, Any]
             + ", and ${name} of a parameter."
         )
     return str(values[name])
-
-
-def _write_sweep_config(path: Path, hyperparameters: dict[str, Any]) -> None:
-    from wandb.sdk.lib import config_util
-
-    config_util.save_config_file_from_dict(
-        str(path), {name: {"value": value} for name, value in hyperparameters.items()}
-    )
 
 
 def _follow(process, metrics_path: Path, wandb_dir: Path, run_id: str, reporter):
@@ -305,68 +300,14 @@ def _tail(path: Path, lines: int = 40) -> str:
         return ""
 
 
-# The run's transaction log: a 7-byte header (":W&B", magic 0xBEE1, version), then LevelDB-log
-# blocks of 32 KiB holding records (checksum, length, type; FULL / FIRST / MIDDLE / LAST).
-_HEADER = 7
-_BLOCK = 32 * 1024
-_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
-
-
 def read_history(path: str | os.PathLike) -> list[dict[str, float | None]]:
     """The metrics of each `wandb.log` step recorded so far in a run's `.wandb` file.
 
     A record still being written at the end of the file is left for the next read.
     """
-    from wandb.proto import wandb_internal_pb2
-
     rows: list[dict[str, float | None]] = []
-    for payload in _records(Path(path).read_bytes()):
-        record = wandb_internal_pb2.Record()
-        try:
-            record.ParseFromString(payload)
-        except Exception:  # noqa: BLE001 - a torn record at the end of a live file
-            continue
-        if record.WhichOneof("record_type") != "history":
-            continue
-        values: dict[str, Any] = {}
-        for item in record.history.item:
-            key = item.key or "/".join(item.nested_key)
-            if key.startswith("_"):
-                continue
-            try:
-                values[key] = json.loads(item.value_json)
-            except ValueError:
-                continue
+    for values in wandb_compat.logged_rows(Path(path).read_bytes()):
         metrics = plain_metrics(values)
         if metrics:
             rows.append(metrics)
     return rows
-
-
-def _records(data: bytes):
-    if len(data) < _HEADER or data[:4] != b":W&B":
-        return
-    offset = _HEADER
-    pending = b""
-    while offset + 7 <= len(data):
-        room = _BLOCK - offset % _BLOCK
-        if room < 7:  # the rest of the block is padding
-            offset += room
-            continue
-        _, length, kind = struct.unpack("<IHB", data[offset : offset + 7])
-        start, end = offset + 7, offset + 7 + length
-        if end > len(data):
-            return  # still being written
-        chunk = data[start:end]
-        offset = end
-        if kind == _FULL:
-            yield chunk
-        elif kind == _FIRST:
-            pending = chunk
-        elif kind == _MIDDLE:
-            pending += chunk
-        elif kind == _LAST:
-            yield pending + chunk
-            pending = b""
-        else:
-            return

@@ -7,7 +7,6 @@ import inspect
 import logging
 import os
 import socket
-import sys
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import keras
 import keras_tuner as kt
 
+from ktsweep.worker.compat.tensorflow import gradient_registry
 from ktsweep.worker.entry_points import resolve_entry_point
 from ktsweep.worker.last_checkpoint import (
     LastEpochCheckpoint,
@@ -146,7 +146,7 @@ def custom_gradients_released() -> Iterator[None]:
     as the worker process runs. A trial's graphs are not traced again after it ends, so the
     names it registered can go. A no-op where TensorFlow is not loaded.
     """
-    registry = _custom_gradient_registry()
+    registry = gradient_registry()
     before = set(registry) if registry is not None else set()
     try:
         yield
@@ -155,17 +155,6 @@ def custom_gradients_released() -> Iterator[None]:
             for name in [name for name in list(registry) if name not in before]:
                 if isinstance(name, str) and name.startswith("CustomGradient-"):
                     registry.pop(name, None)
-
-
-def _custom_gradient_registry() -> dict | None:
-    if "tensorflow" not in sys.modules:
-        return None
-    try:
-        from tensorflow.python.framework import ops
-    except ImportError:
-        return None
-    registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
-    return registry if isinstance(registry, dict) else None
 
 
 def run_trial_safely(spec: TrialSpec, reporter: Reporter | None = None) -> TrialResult:
@@ -344,7 +333,7 @@ def wandb_run_link(run) -> dict[str, Any] | None:
     if run is None or run.disabled:
         return None
     link: dict[str, Any] = {"run_id": run.id, "project": run.project, "mode": run.settings.mode}
-    if run.settings._offline:
+    if run.offline:
         run_dir = run.settings.sync_dir
         link.update(run_dir=run_dir, sync_command=f"wandb sync {run_dir}", url=None)
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ktsweep.service.compat import keras_tuner as kt_compat
 from ktsweep.service.search.base import Suggestion, TrialRecord
 from ktsweep.service.search.keras_tuner_oracle import KerasTunerOracleSearch
 
@@ -60,7 +61,7 @@ class HyperbandSearch(KerasTunerOracleSearch):
         oracle = self.oracle
         trial_id = self.next_trial_id()
         # As `populate_space` starts: brackets whose last round is full take no more trials.
-        oracle._remove_completed_brackets()
+        kt_compat.remove_completed_brackets(oracle)
         parent_id = self._trial_ids.get(record.parent) if record.parent is not None else None
         if parent_id is not None:
             continuation = self._continuation(parent_id, trial_id)
@@ -69,21 +70,19 @@ class HyperbandSearch(KerasTunerOracleSearch):
         bracket = next(
             (
                 bracket
-                for bracket in oracle._brackets
-                if len(bracket["rounds"][0]) < oracle._get_size(bracket["bracket_num"], 0)
+                for bracket in kt_compat.brackets(oracle)
+                if len(bracket["rounds"][0]) < kt_compat.round_size(oracle, bracket["bracket_num"])
             ),
             None,
         )
         if bracket is None:
-            oracle._increment_bracket_num()
-            oracle._start_new_bracket()
-            bracket = oracle._brackets[-1]
+            bracket = kt_compat.start_new_bracket(oracle)
         values = super().restored_values(record)
         values.update(
             {
-                "tuner/epochs": oracle._get_epochs(bracket["bracket_num"], 0),
+                "tuner/epochs": kt_compat.round_epochs(oracle, bracket["bracket_num"]),
                 "tuner/initial_epoch": 0,
-                "tuner/bracket": oracle._current_bracket,
+                "tuner/bracket": kt_compat.current_bracket(oracle),
                 "tuner/round": 0,
             }
         )
@@ -94,19 +93,21 @@ class HyperbandSearch(KerasTunerOracleSearch):
         """The values of trial `trial_id`, continuing `parent_id` into its bracket's next round
         (None when no open bracket holds the parent)."""
         oracle = self.oracle
-        for bracket in oracle._brackets:
+        for bracket in kt_compat.brackets(oracle):
             rounds = bracket["rounds"]
             for round_num, round_info in enumerate(rounds[:-1]):
                 if not any(info["id"] == parent_id for info in round_info):
                     continue
                 bracket_num = bracket["bracket_num"]
                 values = oracle.trials[parent_id].hyperparameters.values.copy()
+                trained = kt_compat.round_epochs(oracle, bracket_num, round_num)
+                epochs = kt_compat.round_epochs(oracle, bracket_num, round_num + 1)
                 values.update(
                     {
                         "tuner/trial_id": parent_id,
-                        "tuner/epochs": oracle._get_epochs(bracket_num, round_num + 1),
-                        "tuner/initial_epoch": oracle._get_epochs(bracket_num, round_num),
-                        "tuner/bracket": oracle._current_bracket,
+                        "tuner/epochs": epochs,
+                        "tuner/initial_epoch": trained,
+                        "tuner/bracket": kt_compat.current_bracket(oracle),
                         "tuner/round": round_num + 1,
                     }
                 )

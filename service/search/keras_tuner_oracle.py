@@ -16,6 +16,7 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits
 
+from ktsweep.service.compat import keras_tuner as kt_compat
 from ktsweep.service.search.base import SearchMethod, Suggestion, TrialRecord, metric_history
 from ktsweep.service.search.space import KerasTunerDimension, flatten, nest
 
@@ -35,7 +36,7 @@ class KerasTunerOracleSearch(SearchMethod):
             # Keras Tuner draws a random seed for 0 or None; keep 0 reproducible.
             seed=None if self.seed is None else int(self.seed) % (2**31 - 1) + 1,
         )
-        self.oracle._set_project_dir(self._directory.name, "oracle")
+        kt_compat.set_project_dir(self.oracle, self._directory.name, "oracle")
         self.oracle.verbose = 0
         self._trial_ids: dict[int, str] = {}
         self._numbers: dict[str, int] = {}
@@ -108,11 +109,11 @@ class KerasTunerOracleSearch(SearchMethod):
     def replay_random_values(self, config: dict[str, Any]) -> dict[str, Any] | None:
         """The oracle's next random draw, when it is `config` (the oracle then stands where it
         stood after drawing it); None, and the oracle's random state untouched, otherwise."""
-        seed_state = self.oracle._seed_state
-        values = self.oracle._random_values()
+        seed_state = kt_compat.seed_state(self.oracle)
+        values = kt_compat.random_values(self.oracle)
         if values is not None and self.config_from_values(values) == config:
             return values
-        self.oracle._seed_state = seed_state
+        kt_compat.set_seed_state(self.oracle, seed_state)
         return None
 
     def values_from_config(self, config: dict[str, Any]) -> dict[str, Any]:
@@ -144,7 +145,7 @@ class KerasTunerOracleSearch(SearchMethod):
             hyperparameters=hyperparameters, trial_id=trial_id, status="RUNNING"
         )
         tuner_id = f"ktsweep-{record.number}"
-        oracle._record_values(trial)
+        kt_compat.record_values(oracle, trial)
         oracle.tuner_ids.add(tuner_id)
         oracle.ongoing_trials[tuner_id] = trial
         oracle.trials[trial_id] = trial
