@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 
+from ktsweep.local_token import read_token
+
 TERMINAL_SWEEP_STATES = ("finished", "cancelled", "failed")
 
 
@@ -31,7 +33,8 @@ class Client:
 
     Args:
         url: The controller's base URL. Default `KTSWEEP_URL`, else "http://127.0.0.1:8000".
-        token: Bearer token. Default `KTSWEEP_TOKEN`, else none.
+        token: Bearer token. Default `KTSWEEP_TOKEN`, else, for a controller on this machine,
+            the token it made up and keeps for its user (`ktsweep.local_token`).
         timeout: Seconds per request. Default 30.
 
     Example:
@@ -48,7 +51,7 @@ class Client:
         timeout: float = 30.0,
     ):
         url = url or os.environ.get("KTSWEEP_URL", "http://127.0.0.1:8000")
-        token = token or os.environ.get("KTSWEEP_TOKEN")
+        token = token or os.environ.get("KTSWEEP_TOKEN") or read_token(url)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
 

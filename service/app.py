@@ -18,9 +18,10 @@ from sqlalchemy import text
 from ktsweep.service import sweeps as store
 from ktsweep.service import web
 from ktsweep.service.api.body_size_limit import BodySizeLimit
-from ktsweep.service.api.deps import AuthError
+from ktsweep.service.api.deps import AuthError, ReadAccess, may_read
 from ktsweep.service.api.presenters import FastJSONResponse
 from ktsweep.service.api.routes import sweeps, trials
+from ktsweep.service.api.write_guard import WriteGuard
 from ktsweep.service.auth import load_or_create_secret
 from ktsweep.service.config import Settings
 from ktsweep.service.db import AsyncConnections, make_engine, make_sessions, migrate
@@ -144,8 +145,9 @@ def create_app(
         return {"status": "ok", "role": role, "pid": os.getpid()}
 
     @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready yet."}})
-    def readyz():
-        """Ready to take sweeps: the database answers and Ray is connected."""
+    def readyz(request: Request):
+        """Ready to take sweeps: the database answers and Ray is connected. What is not ready
+        is said only to a caller who may read (the status code is for probes)."""
         problems = []
         try:
             with sessions() as session:
@@ -159,12 +161,13 @@ def create_app(
         if not scheduler.is_alive:
             problems.append("scheduler: not running")
         if problems:
-            return SafeJSONResponse(
-                status_code=503, content={"status": "not ready", "problems": problems}
-            )
+            content = {"status": "not ready"}
+            if may_read(request):
+                content["problems"] = problems
+            return SafeJSONResponse(status_code=503, content=content)
         return {"status": "ready"}
 
-    @app.get("/metrics", tags=["health"], response_class=Response)
+    @app.get("/metrics", tags=["health"], response_class=Response, dependencies=[ReadAccess])
     def prometheus_metrics():
         """Prometheus metrics: trials by state, scheduling latency, reports, Ray resources."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -173,6 +176,7 @@ def create_app(
         app.add_middleware(ForwardToLeader, leader=leader)
     if internal_token is not None:
         add_internal_routes(app, internal_token)
+    app.add_middleware(WriteGuard, allowed_origins=settings.origins)
     # Added last, so outermost: a body too large is refused before anything else sees it.
     app.add_middleware(
         BodySizeLimit,

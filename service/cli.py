@@ -18,6 +18,7 @@ from rich.live import Live
 from rich.table import Table
 
 from ktsweep.client import TERMINAL_SWEEP_STATES, ApiError, Client
+from ktsweep.local_token import new_token, remove_token, write_token
 
 app = typer.Typer(
     help="Hyperparameter sweeps of Keras models on Ray, tracked in W&B.",
@@ -70,6 +71,7 @@ def run(
             _print_best(client, sweep)
     finally:
         server.should_exit = True
+        remove_token(int(url.rsplit(":", 1)[1]), settings.tokens[0])
     raise typer.Exit(0 if sweep["state"] == "finished" else 1)
 
 
@@ -121,19 +123,44 @@ def serve(
     if settings.api_url is None:
         reachable = socket.gethostname() if host in ("0.0.0.0", "::") else host
         settings.api_url = f"http://{reachable}:{port}"
-    if settings.api_processes == 1:
-        uvicorn.run(
-            create_app(settings),
-            host=host,
-            port=port,
-            log_level="info",
-            access_log=settings.access_log,
-            http=HTTP_PROTOCOL,
-            limit_concurrency=settings.max_concurrency,
-            h11_max_incomplete_event_size=settings.max_header_bytes,
+    made_up = None if settings.tokens else _make_up_token(settings, host, port)
+    try:
+        if settings.api_processes == 1:
+            uvicorn.run(
+                create_app(settings),
+                host=host,
+                port=port,
+                log_level="info",
+                access_log=settings.access_log,
+                http=HTTP_PROTOCOL,
+                limit_concurrency=settings.max_concurrency,
+                h11_max_incomplete_event_size=settings.max_header_bytes,
+            )
+            return
+        _serve_processes(settings, host, port)
+    finally:
+        if made_up is not None:
+            remove_token(port, made_up)
+
+
+def _make_up_token(settings, host: str, port: int, announce: bool = True) -> str:
+    """With no KTSWEEP_API_TOKENS, a random token for this run (as Jupyter makes one): kept in a
+    file only this user can read, where `ktsweep` commands and `Client` find it."""
+    token = new_token()
+    settings.api_tokens = token
+    # The API's other processes read it; trial code never does (`secrets_hidden`).
+    os.environ["KTSWEEP_API_TOKENS"] = token
+    path = write_token(port, token)
+    if announce:
+        console.print(
+            f"ktsweep is serving at http://{host}:{port}/?token={token}\n"
+            f"No KTSWEEP_API_TOKENS was set, so this token was made up for this run; `ktsweep` "
+            f"commands on this machine read it from {path}.",
+            markup=False,
+            soft_wrap=True,
+            highlight=False,
         )
-        return
-    _serve_processes(settings, host, port)
+    return token
 
 
 def _serve_processes(settings, host: str, port: int) -> None:
@@ -447,6 +474,8 @@ def _start_embedded_server(database_url: str | None, artifact_dir: Path | None):
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     settings = Settings(api_url=url, **overrides)
+    if not settings.tokens:
+        _make_up_token(settings, "127.0.0.1", port, announce=False)
     console.print("Starting a local Ray and the controller...", style="dim")
     logging.getLogger("ray").setLevel(logging.ERROR)
     # Ray is started from the main thread (it installs signal handlers there).

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
             empty means the bundled examples and the working directory's packages.
         allowed_program_dirs: Comma-separated folders (besides the working directory) that a
             `program` sweep's script may come from.
+        allowed_origins: Comma-separated web origins (`https://host:port`) whose pages may
+            write to the API besides the controller's own (a dashboard served elsewhere).
+            Default none.
         allow_any_command: Let a `program` sweep's `command` start any executable, with any
             interpreter options (`python -c ...`). Default off: a command starts the sweep's
             program (`${interpreter} ${program}`, `python ${program}` or `${program}`).
@@ -65,6 +68,7 @@ class Settings(BaseSettings):
     allowed_modules: str = ""
     allowed_program_dirs: str = ""
     allow_any_command: bool = False
+    allowed_origins: str = ""
     secret: str | None = None
     heartbeat_timeout_s: float = 600.0
     checkpoint_every_s: float = Field(default=10.0, ge=0)
@@ -83,6 +87,10 @@ class Settings(BaseSettings):
     @property
     def wandb_mode(self) -> str:
         return os.environ.get("WANDB_MODE", "offline")
+
+    @property
+    def origins(self) -> list[str]:
+        return [origin.strip() for origin in self.allowed_origins.split(",") if origin.strip()]
 
     @property
     def tokens(self) -> list[str]:

@@ -62,6 +62,16 @@ async def require_write(request: Request, authorization: AuthorizationHeader = N
     _check_operator(request, authorization)
 
 
+def may_read(request: Request) -> bool:
+    """Whether this request may read (the check of `require_read`, as a yes or no)."""
+    try:
+        if not request.app.state.settings.open_reads:
+            _check_operator(request, request.headers.get("authorization"))
+    except AuthError:
+        return False
+    return True
+
+
 async def require_read(request: Request, authorization: AuthorizationHeader = None) -> None:
     """Reads need a token too, unless the operator set KTSWEEP_OPEN_READS=1."""
     if request.app.state.settings.open_reads:

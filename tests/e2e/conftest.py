@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from ktsweep.client import Client
+from ktsweep.local_token import read_token
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -62,6 +63,17 @@ class ServerProcess:
                 raise RuntimeError(self.log_path.read_text()[-5000:])
             time.sleep(0.2)
 
+    @property
+    def token(self) -> str | None:
+        """The operator token: the one configured, else the one the server made up."""
+        configured = self.env.get("KTSWEEP_API_TOKENS", "").split(",")[0].strip()
+        return configured or read_token(self.url)
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """`Authorization` header with the operator token."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
     def log(self) -> str:
         return self.log_path.read_text()
 
@@ -79,7 +91,12 @@ class ServerProcess:
 def server(tmp_path_factory):
     """A running `ktsweep serve`: its URL, work folder and artifact folder."""
     process = ServerProcess(tmp_path_factory.mktemp("server")).start()
-    yield {"url": process.url, "workdir": process.workdir, "artifacts": process.artifacts}
+    yield {
+        "url": process.url,
+        "workdir": process.workdir,
+        "artifacts": process.artifacts,
+        "auth": process.auth,
+    }
     process.stop()
 
 

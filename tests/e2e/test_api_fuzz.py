@@ -45,7 +45,7 @@ def fuzz_server(tmp_path_factory):
     derandomize=True,
 )
 def test_no_generated_request_gets_a_server_error(case, fuzz_server):
-    response = case.call(base_url=fuzz_server.url)
+    response = case.call(base_url=fuzz_server.url, headers=fuzz_server.auth)
     calls.append((case.method, case.path, response.status_code))
     assert response.status_code < 500, f"{case.method} {case.formatted_path}: {response.text}"
 
@@ -102,7 +102,7 @@ def _with_hole(data: dict, place: tuple[str, ...]) -> str:
 @given(value=HOSTILE_JSON, place=st.sampled_from(SPEC_PLACES), target=st.integers(0, 3))
 def test_no_hostile_value_gets_a_server_error(fuzz_server, value, place, target):
     json_headers = {"Content-Type": "application/json"}
-    with httpx.Client(base_url=fuzz_server.url, timeout=120) as client:
+    with httpx.Client(base_url=fuzz_server.url, headers=fuzz_server.auth, timeout=120) as client:
         if target == 0:  # a spec, as JSON
             body = _with_hole(SPEC, place).replace('"__HOLE__"', value)
             response = client.post("/api/v1/sweeps", content=body, headers=json_headers)

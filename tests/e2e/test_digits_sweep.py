@@ -152,7 +152,7 @@ def test_min_greater_than_max_is_rejected_with_its_path(client, server):
     response = httpx.post(
         f"{server['url']}/api/v1/sweeps",
         content=yaml.safe_dump(spec),
-        headers={"Content-Type": "application/yaml"},
+        headers={"Content-Type": "application/yaml", **server["auth"]},
     )
     assert response.status_code == 422
     assert response.json()["detail"][0]["path"] == "parameters.dropout.min"

@@ -58,7 +58,7 @@ def test_two_processes_share_the_port_and_run_a_sweep(tmp_path):
 
         # Every report counts once, whichever process took it (the scheduler serves /metrics):
         # one per epoch but the last, whose metrics come with the trial's result.
-        metrics = httpx.get(f"{server.url}/metrics").text
+        metrics = httpx.get(f"{server.url}/metrics", headers=server.auth).text
         reports = float(re.search(r"^ktsweep_reports_total (\S+)$", metrics, re.M).group(1))
         assert reports == 4 * (2 - 1)
 

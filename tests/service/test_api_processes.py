@@ -141,7 +141,8 @@ def test_follower_hands_submissions_and_lifecycle_to_the_leader(database_url, tm
 
         # /readyz and /metrics are the leader's.
         assert follower.get("/readyz").json() == {"status": "ready"}
-        assert "ktsweep_trials{" in follower.get("/metrics").text
+        assert "ktsweep_trials{" in follower.get("/metrics", headers=AUTH).text
+        assert follower.get("/metrics").status_code == 401  # reads need the token here
         assert follower.get("/healthz").json()["role"] == "follower"
 
 
@@ -187,7 +188,7 @@ def test_follower_stores_reports_and_asks_the_leader_only_where_a_rule_decides(
         assert low.json() == {"action": "stop"}
         assert high.json() == {"action": "continue"}
         assert follower.link.asked == [f"{ruled}-3", f"{ruled}-4"]
-        assert "ktsweep_reports_total" in follower.get("/metrics").text
+        assert "ktsweep_reports_total" in follower.get("/metrics", headers=AUTH).text
 
 
 def test_follower_without_its_leader_says_so_and_changes_nothing(database_url, tmp_path):

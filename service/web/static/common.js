@@ -29,6 +29,17 @@ export function getToken() {
   return sessionStorage.getItem(TOKEN_KEY) || localStorage.getItem(TOKEN_KEY) || "";
 }
 
+// The ready URL a controller prints (`/?token=...`, as Jupyter's) signs this tab in; the token
+// then leaves the address bar, so it is neither bookmarked nor sent on as a referrer.
+(function signInFromUrl() {
+  const url = new URL(window.location.href);
+  const token = url.searchParams.get("token");
+  if (!token) return;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  url.searchParams.delete("token");
+  window.history.replaceState(null, "", url.pathname + url.search + url.hash);
+})();
+
 function setToken(token, remember) {
   sessionStorage.removeItem(TOKEN_KEY);
   localStorage.removeItem(TOKEN_KEY);
