@@ -123,6 +123,9 @@ def create_app(
         summary="Hyperparameter sweeps of Keras models on Ray, tracked in W&B.",
         lifespan=lifespan,
         default_response_class=SafeJSONResponse,
+        docs_url=None,  # served below, sandboxed
+        redoc_url=None,
+        openapi_url=None,
     )
     role = "follower" if leader is not None else "scheduler"
     app.state.settings = settings
@@ -186,7 +189,41 @@ def create_app(
     )
     _install_error_handlers(app)
     _install_openapi(app)
+    _install_docs(app)
     return app
+
+
+# Swagger UI and ReDoc load their scripts from a CDN. On the dashboard's origin such a script
+# could read the token the dashboard keeps, so the docs pages run sandboxed: an origin of their
+# own (opaque), which holds nothing of the dashboard's, and scripts from that CDN alone.
+DOCS_POLICY = (
+    "sandbox allow-scripts allow-popups allow-forms; default-src 'none'; "
+    "script-src https://cdn.jsdelivr.net 'unsafe-inline'; "
+    "style-src https://cdn.jsdelivr.net 'unsafe-inline'; "
+    "img-src https://fastapi.tiangolo.com data:; font-src https://cdn.jsdelivr.net; "
+    "connect-src 'self'"
+)
+
+
+def _install_docs(app: FastAPI) -> None:
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> Response:
+        page = get_swagger_ui_html(openapi_url="/openapi.json", title="ktsweep API")
+        page.headers["Content-Security-Policy"] = DOCS_POLICY
+        return page
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> Response:
+        page = get_redoc_html(openapi_url="/openapi.json", title="ktsweep API")
+        page.headers["Content-Security-Policy"] = DOCS_POLICY
+        return page
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_schema() -> Response:
+        # The docs' opaque origin fetches the (public) schema across origins.
+        return SafeJSONResponse(app.openapi(), headers={"Access-Control-Allow-Origin": "*"})
 
 
 def _install_error_handlers(app: FastAPI) -> None:

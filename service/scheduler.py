@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from datetime import timedelta
@@ -418,17 +419,18 @@ class Scheduler:
         initial_epoch = overrides.pop("initial_epoch", 0)
         fit.update(overrides)
         resume_from = None
+        saved = self._own_checkpoint(trial.checkpoint)
         if resume:
             if last is None:
                 last = last_checkpoint_record(self.checkpoint_dir(sweep.id, trial.id))
-            if last is not None:
+            if last is not None and self._own_checkpoint(last["path"]):
                 resume_from, initial_epoch = last["path"], last["epoch"]
-            elif trial.checkpoint:
-                resume_from, initial_epoch = trial.checkpoint, max(initial_epoch, trial.epochs)
+            elif saved:
+                resume_from, initial_epoch = saved, max(initial_epoch, trial.epochs)
             else:
                 initial_epoch = 0  # nothing saved: start over
         elif trial.parent_id:
-            resume_from = trial.checkpoint
+            resume_from = saved
             if resume_from is None:
                 initial_epoch = 0  # the parent saved nothing: train the whole budget
         return TrialSpec(
@@ -440,6 +442,7 @@ class Scheduler:
             sweep_name=sweep.name,
             fit=fit,
             metric=spec.metric.name if spec.metric else None,
+            objectives=[objective.name for objective in spec.metrics] if spec.metrics else None,
             wandb={
                 "project": wandb.project or spec.project or "ktsweep",
                 "entity": wandb.entity or spec.entity,
@@ -462,6 +465,21 @@ class Scheduler:
             report_waits=self._reports_wait(sweep),
             report_every_s=self.report_every_s,
         )
+
+    def _own_checkpoint(self, path: str | None) -> str | None:
+        """`path` if it lies in the artifact folder, else None: a checkpoint to resume from
+        comes from a worker's report or `last.json`, which trial code can write, and a worker
+        loads it as a model. Only the files the controller's own folder holds are trusted."""
+        if not path:
+            return None
+        if path.startswith("wandb-artifact://"):
+            return None  # a W&B artifact could name any project's model
+        root = os.path.normpath(os.path.abspath(self.artifact_dir))
+        resolved = os.path.normpath(os.path.join(root, path))
+        if resolved.startswith(root + os.sep):
+            return path
+        log.warning("ignoring checkpoint %r: it is not in the artifact folder %s", path, root)
+        return None
 
     def _reports_need_answers(self, sweep: Sweep) -> bool:
         """Whether the sweep's reports can be answered "stop" (it has an early-termination

@@ -174,3 +174,26 @@ def test_metrics_and_readyz_details_need_the_token(open_server):
     assert httpx.get(f"{open_server.url}/metrics").status_code == 401
     assert httpx.get(f"{open_server.url}/metrics", headers=open_server.auth).status_code == 200
     assert httpx.get(f"{open_server.url}/readyz").json() == {"status": "ready"}
+
+
+@needs_chromium
+def test_the_api_docs_run_sandboxed_away_from_the_dashboards_token(open_server):
+    from playwright.sync_api import sync_playwright
+
+    token = token_file(open_server.port).read_text().strip()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(f"{open_server.url}/?token={token}")  # the dashboard keeps the token
+        page.wait_for_function("() => sessionStorage.getItem('ktsweep.token') !== null")
+        page.goto(f"{open_server.url}/docs")
+        assert page.evaluate("() => window.origin") == "null"
+        reads_storage = page.evaluate(
+            "() => { try { return sessionStorage.getItem('ktsweep.token'); }"
+            " catch (e) { return 'refused'; } }"
+        )
+        assert reads_storage == "refused"
+        browser.close()
+    schema = httpx.get(f"{open_server.url}/openapi.json")
+    assert schema.headers["access-control-allow-origin"] == "*"
+    assert "/api/v1/sweeps" in schema.json()["paths"]
