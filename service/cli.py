@@ -192,8 +192,9 @@ def _serve_processes(settings, host: str, port: int) -> None:
     # Built before any follower starts: it brings the schema up to date and makes the secret.
     app = create_app(settings, report_count=ReportCount(slots, 0), internal_token=token)
     sockets = [processes.bind_tcp(host, port), processes.bind_unix(socket_path)]
-    followers = [
-        context.Process(
+
+    def follower(index: int):
+        return context.Process(
             target=processes.run_follower,
             args=(
                 settings.model_dump(),
@@ -209,19 +210,39 @@ def _serve_processes(settings, host: str, port: int) -> None:
             name=f"ktsweep-api-{index}",
             daemon=True,
         )
-        for index in range(1, settings.api_processes)
-    ]
-    for follower in followers:
-        follower.start()
+
+    followers = {index: follower(index) for index in range(1, settings.api_processes)}
+    for process in followers.values():
+        process.start()
+    stopping = threading.Event()
+
+    def restart_dead_followers() -> None:
+        """A follower that died (killed, out of memory) is started again, in its place."""
+        while not stopping.wait(1.0):
+            for index, process in list(followers.items()):
+                if process.is_alive() or stopping.is_set():
+                    continue
+                logging.getLogger("ktsweep.service.cli").warning(
+                    "API process %d (pid %s) exited with code %s; starting it again",
+                    index,
+                    process.pid,
+                    process.exitcode,
+                )
+                connections[index] = 0  # it holds no connection any more
+                followers[index] = follower(index)
+                followers[index].start()
+
+    threading.Thread(target=restart_dead_followers, name="ktsweep-supervisor", daemon=True).start()
     try:
         balancer = ConnectionBalancer(connections, 0, folder)
         server = balanced_server(app, balancer, log_level="info", access_log=settings.access_log)
         server.run(sockets=sockets)
     finally:
-        for follower in followers:
-            follower.terminate()
-        for follower in followers:
-            follower.join(timeout=15)
+        stopping.set()
+        for process in list(followers.values()):
+            process.terminate()
+        for process in list(followers.values()):
+            process.join(timeout=15)
         shutil.rmtree(folder, ignore_errors=True)
 
 
