@@ -72,11 +72,13 @@ def distribute(
     oracle decides every trial as before, so `results_summary()`, `get_best_hyperparameters()`,
     `get_best_models()`, resuming with `overwrite=False`, `max_retries_per_trial`,
     `max_consecutive_failed_trials` and `FailedTrialError` keep their meaning. Ray is the
-    cluster at `address` (else `RAY_ADDRESS`), or a local Ray started on first search. On a
-    cluster of several machines the tuner's `directory` need not be shared: a trial on another
-    machine works in a folder of its own there, and its files (the best-epoch checkpoint that
-    `get_best_models()` and Hyperband's continuations load) come back to `directory` with its
-    result; a Hyperband continuation takes its parent's checkpoint along.
+    cluster at `address` (else `RAY_ADDRESS`), or a new local Ray started on first search. A
+    cluster's Ray version must be the driver's: on an existing cluster, install its Ray release
+    beside ktsweep (`pip install "ray==<the cluster's>"`). On a cluster of several machines
+    the tuner's `directory` need not be shared: a trial on another machine works in a folder
+    of its own there, and its files (the best-epoch checkpoint that `get_best_models()` and
+    Hyperband's continuations load) come back to `directory` with its result; a Hyperband
+    continuation takes its parent's checkpoint along.
 
     A worker process that dies mid-trial (killed, out of memory, its node lost) is retried up
     to `max_retries` times, resuming from the trial's latest checkpoint (a `run_trial` of a
