@@ -600,7 +600,7 @@ def _print_best(client: Client, sweep: dict[str, Any]) -> None:
         f"Sweep {sweep['id']} {sweep['state']}: {counts['completed']} completed, "
         f"{counts['failed']} failed, {counts['stopped']} stopped."
     )
-    if not sweep["spec"].get("metric"):
+    if not sweep["spec"].get("metric") and not sweep["spec"].get("metrics"):
         console.print(
             f"This sweep has no metric, so no trial is best: `ktsweep trials {sweep['id']}` "
             "lists its trials and what they logged.",
@@ -616,6 +616,9 @@ def _print_best(client: Client, sweep: dict[str, Any]) -> None:
             console.rule(f"{failed[0]['id']} error", align="left")
             console.print(failed[0]["error"].strip()[-3000:], soft_wrap=True, markup=False)
         return
+    if "front" in best:
+        console.print(pareto_front_table(best), soft_wrap=True)
+        return
     rows = [
         ("trial", best["id"]),
         (metric, f"{best['objective']:.4f}"),
@@ -629,6 +632,26 @@ def _print_best(client: Client, sweep: dict[str, Any]) -> None:
     for label, value in rows:
         # soft_wrap keeps paths and commands on one line, so they can be copied.
         console.print(f"[bold]{label.ljust(width)}[/]  {value}", soft_wrap=True)
+
+
+def pareto_front_table(answer: dict[str, Any]) -> Table:
+    """The Pareto front `GET /sweeps/{id}/best` answers, one row per trial: its id, its value
+    of each objective (with the goal), its hyperparameters and its W&B run."""
+    objectives = answer["objectives"]
+    table = Table(
+        title="Pareto front (no trial is better in every objective)", title_justify="left"
+    )
+    table.add_column("trial")
+    for objective in objectives:
+        arrow = "max" if objective["goal"] == "maximize" else "min"
+        table.add_column(f"{objective['name']} ({arrow})", justify="right")
+    table.add_column("hyperparameters")
+    table.add_column("W&B run")
+    for trial in answer["front"]:
+        values = [f"{trial['objectives'][o['name']]:.6g}" for o in objectives]
+        link = wandb_link_rows(trial.get("wandb"))[0][1]
+        table.add_row(trial["id"], *values, format_hyperparameters(trial["hyperparameters"]), link)
+    return table
 
 
 def wandb_link_rows(link: dict[str, Any] | None) -> list[tuple[str, str]]:

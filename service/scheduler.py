@@ -27,6 +27,7 @@ from ktsweep.service.models import (
     utcnow,
 )
 from ktsweep.service.observability import Metrics
+from ktsweep.service.pareto import meets_targets, objective_values
 from ktsweep.service.report_writer import ReportWriter, record_and_answer
 from ktsweep.service.search import SearchMethod, Suggestion, TrialRecord, make_search_method
 from ktsweep.service.spec import SweepSpec, TrialSection, is_program_sweep
@@ -874,7 +875,14 @@ def may_stop_trials(method: SearchMethod) -> bool:
 
 
 def target_reached(spec: SweepSpec, trials: list[TrialRecord]) -> bool:
-    """Whether a trial has reached `metric.target` (the sweep then starts no more trials)."""
+    """Whether a trial has reached `metric.target`, or met every target of `metrics` (the
+    sweep then starts no more trials)."""
+    if spec.metrics is not None:
+        return any(
+            values is not None and meets_targets(values, spec.metrics)
+            for trial in trials
+            for values in [objective_values(trial.metrics, spec.metrics, trial.history)]
+        )
     if spec.metric is None or spec.metric.target is None:
         return False
     target = spec.metric.target
@@ -898,6 +906,7 @@ def trial_record(trial: Trial, history: list[dict[str, Any]] | None = None) -> T
         history=history or [],
         parent=int(trial.parent_id.rsplit("-", 1)[1]) if trial.parent_id else None,
         finished_at=trial.finished_at,
+        metrics=trial.metrics or {},
     )
 
 
@@ -910,11 +919,12 @@ _RECORD_COLUMNS = (
     Trial.epochs,
     Trial.parent_id,
     Trial.finished_at,
+    Trial.metrics,
 )
 
 
 def _record_of_row(row) -> TrialRecord:
-    number, hyperparameters, state, objective, epochs, parent_id, finished_at = row
+    number, hyperparameters, state, objective, epochs, parent_id, finished_at, metrics = row
     return TrialRecord(
         number=number,
         hyperparameters=hyperparameters,
@@ -923,6 +933,7 @@ def _record_of_row(row) -> TrialRecord:
         epochs=epochs,
         parent=int(parent_id.rsplit("-", 1)[1]) if parent_id else None,
         finished_at=finished_at,
+        metrics=metrics or {},
     )
 
 

@@ -52,13 +52,37 @@ class TrialDetail(TrialOut):
     history: list[HistoryEntry] = Field(default_factory=list)
 
 
+class ObjectiveOut(BaseModel):
+    name: str
+    goal: Literal["minimize", "maximize"]
+
+
+class FrontTrialOut(TrialOut):
+    objectives: dict[str, float] = Field(description="The trial's value of each objective.")
+
+
+class ParetoFrontOut(BaseModel):
+    """The best trials of a multi-objective sweep: those no other trial dominates."""
+
+    objectives: list[ObjectiveOut]
+    front: list[FrontTrialOut] = Field(
+        description="Non-dominated completed or stopped trials, by number (as Optuna's "
+        "`study.best_trials`)."
+    )
+
+
 class SweepOut(BaseModel):
     id: str
     name: str
     state: str
     spec: dict[str, Any]
     trial_counts: dict[str, int]
-    best_trial: TrialOut | None = None
+    best_trial: TrialOut | None = Field(
+        None, description="The best trial by `metric`; null for a multi-objective sweep."
+    )
+    pareto_front_size: int | None = Field(
+        None, description="Trials on the Pareto front of a multi-objective sweep, else null."
+    )
     created_at: datetime
     finished_at: datetime | None = None
 

@@ -6,6 +6,7 @@ every problem with its path in the spec (`parameters.lr.min`) and a sentence a p
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import re
@@ -14,7 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-METHODS = ("grid", "random", "bayes", "hyperband", "tpe")
+METHODS = ("grid", "random", "bayes", "hyperband", "tpe", "custom")
 # Methods whose suggestions never depend on results: W&B runs them without a `metric`.
 METHODS_WITHOUT_METRIC = ("grid", "random")
 
@@ -118,6 +119,36 @@ class MetricSpec(_Strict):
     def _false_as_written_in_yaml(cls, value: Any) -> Any:
         # W&B's value is the string "false"; YAML reads an unquoted `false` as a boolean.
         return "false" if value is False else value
+
+
+class ObjectiveSpec(_Strict):
+    """One objective of a multi-objective sweep (an item of W&B's `metrics` list).
+
+    `target`: the sweep starts no more trials once one trial meets every objective's target
+    (each objective that has one).
+    """
+
+    name: str
+    goal: Literal["minimize", "maximize"] = "minimize"
+    target: float | None = None
+
+
+SCHEDULER_ENGINES = ("optuna", "ax", "wandb")
+
+
+class SchedulerSpec(_Strict):
+    """W&B's `scheduler` section of a `method: custom` sweep: the engine that picks trials.
+
+    `engine: optuna` runs here: an Optuna study whose directions are the sweep's goals, with
+    NSGA-II for several objectives and TPE for one, over the spec's `parameters`. `source`,
+    `optimizer` and `search_space` name user code (a Python file and functions in it); they are
+    refused for now, and never imported by the controller.
+    """
+
+    engine: Literal["optuna", "ax", "wandb"]
+    source: str | None = None
+    optimizer: str | None = None
+    search_space: str | None = None
 
 
 class ParameterSpec(_Strict):
@@ -269,8 +300,10 @@ class CallbacksSection(_Strict):
 class SweepSpec(_Strict):
     """A sweep: what to search, how to judge it, and how to run each trial."""
 
-    method: Literal["grid", "random", "bayes", "hyperband", "tpe"]
+    method: Literal["grid", "random", "bayes", "hyperband", "tpe", "custom"]
     metric: MetricSpec | None = None
+    metrics: list[ObjectiveSpec] | None = None  # several objectives (needs `method: custom`)
+    scheduler: SchedulerSpec | None = None  # the engine of a `method: custom` sweep
     parameters: dict[str, ParameterSpec] | None = None
     early_terminate: EarlyTerminateSpec | None = None
     run_cap: int | None = Field(None, ge=1, le=MAX_RUN_CAP)
@@ -516,8 +549,6 @@ def parse_spec(source: str | bytes | dict[str, Any], max_depth: int = MAX_SPEC_D
 
 
 _WANDB_ONLY_FIELDS = {
-    "metrics": "multi-objective sweeps (`metrics`) are not supported; give one `metric`.",
-    "scheduler": "custom schedulers (`scheduler`) are not supported; pick a `method` instead.",
     "job": "W&B Launch jobs (`job`) are not supported; add a `trial:` section instead.",
     "image_uri": "W&B Launch images (`image_uri`) are not supported; add a `trial:` section.",
 }
@@ -547,6 +578,11 @@ def _problem_from_pydantic(error: dict[str, Any]) -> SpecProblem:
     elif loc == ["method"]:
         message = (
             f"unknown method {json.dumps(error.get('input'))}; use one of: {', '.join(METHODS)}."
+        )
+    elif loc == ["scheduler", "engine"]:
+        message = (
+            f"unknown engine {json.dumps(error.get('input'))}; use `engine: optuna` (it runs "
+            f"here). W&B's engines are: {', '.join(SCHEDULER_ENGINES)}."
         )
     else:
         message = f"{error['msg']} (got {json.dumps(error.get('input'), default=str)[:80]})."
@@ -617,10 +653,13 @@ def check_spec(spec: SweepSpec) -> list[SpecProblem]:
                         "'package.module:function'.",
                     )
                 )
+    problems.extend(check_objectives(spec))
     # W&B runs grid and random sweeps without a metric (nothing to rank); every other method,
     # and early termination, compares trials by it.
-    if spec.metric is None and (
-        spec.method not in METHODS_WITHOUT_METRIC or spec.early_terminate is not None
+    if (
+        spec.metric is None
+        and spec.metrics is None
+        and (spec.method not in METHODS_WITHOUT_METRIC or spec.early_terminate is not None)
     ):
         problems.append(
             SpecProblem(
@@ -643,6 +682,140 @@ def check_spec(spec: SweepSpec) -> list[SpecProblem]:
         problems.extend(_check_hyperband_stopping(spec.early_terminate))
     if spec.hyperband is not None:
         problems.extend(_check_hyperband_method(spec))
+    return problems
+
+
+def objectives_of(spec: SweepSpec) -> list[ObjectiveSpec]:
+    """What a sweep optimises: its `metrics`, or its one `metric` (empty for neither)."""
+    if spec.metrics is not None:
+        return list(spec.metrics)
+    if spec.metric is not None:
+        metric = spec.metric
+        return [ObjectiveSpec(name=metric.name, goal=metric.goal, target=metric.target)]
+    return []
+
+
+def is_multi_objective(spec: SweepSpec) -> bool:
+    """Whether a sweep optimises several objectives (W&B's `metrics`)."""
+    return spec.metrics is not None
+
+
+def check_objectives(spec: SweepSpec) -> list[SpecProblem]:
+    """W&B's rules for `metrics`, `method: custom` and `scheduler`.
+
+    `metrics` lists at least two objectives, is not combined with `metric`, and needs
+    `method: custom`; `method: custom` needs a `scheduler`, and a `scheduler` needs
+    `method: custom` and excludes `early_terminate`. Of the engines, `optuna` runs here; `ax`
+    needs the `ax` extra; `wandb` (W&B's hosted scheduler) does not run outside W&B.
+    """
+    problems: list[SpecProblem] = []
+    if spec.metrics is not None:
+        problems.extend(_check_metrics_list(spec))
+    if spec.method == "custom" and spec.scheduler is None:
+        problems.append(
+            SpecProblem(
+                path="scheduler",
+                message="method 'custom' takes its trials from a `scheduler`; add "
+                "`scheduler: {engine: optuna}`.",
+            )
+        )
+    if spec.scheduler is not None:
+        problems.extend(_check_scheduler(spec))
+    return problems
+
+
+def _check_metrics_list(spec: SweepSpec) -> list[SpecProblem]:
+    problems: list[SpecProblem] = []
+    if spec.metric is not None:
+        problems.append(
+            SpecProblem(
+                path="metrics",
+                message="give either `metric` (one objective) or `metrics` (several), not "
+                "both; move `metric` into the `metrics` list.",
+            )
+        )
+    if len(spec.metrics) < 2:
+        problems.append(
+            SpecProblem(
+                path="metrics",
+                message=f"`metrics` lists at least two objectives (got {len(spec.metrics)}); "
+                "for one objective write `metric: {name: ..., goal: ...}` instead.",
+            )
+        )
+    seen: set[str] = set()
+    for index, objective in enumerate(spec.metrics):
+        if objective.name in seen:
+            problems.append(
+                SpecProblem(
+                    path=f"metrics.{index}.name",
+                    message=f"'{objective.name}' is listed twice; each objective names a "
+                    "different metric.",
+                )
+            )
+        seen.add(objective.name)
+    if spec.method != "custom":
+        problems.append(
+            SpecProblem(
+                path="method",
+                message=f"a multi-objective sweep (`metrics`) needs `method: custom` and "
+                f"`scheduler: {{engine: optuna}}`, not method '{spec.method}'.",
+            )
+        )
+    return problems
+
+
+_USER_CODE_FIELDS = ("source", "optimizer", "search_space")
+
+
+def _check_scheduler(spec: SweepSpec) -> list[SpecProblem]:
+    scheduler = spec.scheduler
+    problems: list[SpecProblem] = []
+    if spec.method != "custom":
+        problems.append(
+            SpecProblem(
+                path="method",
+                message=f"a `scheduler` picks the trials itself, so it needs `method: custom`, "
+                f"not method '{spec.method}'; set `method: custom` or remove `scheduler`.",
+            )
+        )
+    if spec.early_terminate is not None:
+        problems.append(
+            SpecProblem(
+                path="early_terminate",
+                message="a `scheduler` cannot be combined with `early_terminate` (as in W&B); "
+                "remove `early_terminate`, or use a `method` such as tpe without a scheduler.",
+            )
+        )
+    if scheduler.engine == "wandb":
+        problems.append(
+            SpecProblem(
+                path="scheduler.engine",
+                message="engine 'wandb' is W&B's hosted scheduler, which runs only on W&B's "
+                "servers; use `engine: optuna` (it runs here, with the same `metrics`).",
+            )
+        )
+    elif scheduler.engine == "ax":
+        if importlib.util.find_spec("ax") is None:
+            message = (
+                "engine 'ax' needs the Ax platform: install it with `pip install "
+                "'ktsweep[ax]'` on the controller, or use `engine: optuna`."
+            )
+        else:
+            message = (
+                "engine 'ax' is not supported by this version of ktsweep yet; use "
+                "`engine: optuna` (NSGA-II for several objectives, TPE for one)."
+            )
+        problems.append(SpecProblem(path="scheduler.engine", message=message))
+    for field in _USER_CODE_FIELDS:
+        if getattr(scheduler, field) is not None:
+            problems.append(
+                SpecProblem(
+                    path=f"scheduler.{field}",
+                    message=f"scheduler code (`{field}`) is not supported yet; remove it, "
+                    "describe the space in `parameters`, and `engine: optuna` builds the "
+                    "study from the sweep's goals.",
+                )
+            )
     return problems
 
 

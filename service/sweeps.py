@@ -42,7 +42,8 @@ from ktsweep.service.models import (
     TrialState,
     utcnow,
 )
-from ktsweep.service.spec import SweepSpec, parse_spec
+from ktsweep.service.pareto import objective_values, pareto_front
+from ktsweep.service.spec import ObjectiveSpec, SweepSpec, parse_spec
 
 
 class NotFoundError(LookupError):
@@ -102,6 +103,43 @@ def trial_counts(session: Session, sweep_id: str) -> dict[str, int]:
 def metric_goal(sweep: Sweep) -> tuple[str | None, str]:
     metric = sweep.spec.get("metric") or {}
     return metric.get("name"), metric.get("goal", "minimize")
+
+
+def sweep_objectives(sweep: Sweep) -> list[ObjectiveSpec] | None:
+    """The objectives of a multi-objective sweep (its `metrics`), or None for one metric."""
+    metrics = sweep.spec.get("metrics")
+    return [ObjectiveSpec.model_validate(item) for item in metrics] if metrics else None
+
+
+def pareto_front_trials(
+    session: Session, sweep: Sweep
+) -> list[tuple[Trial, dict[str, float]]] | None:
+    """The non-dominated finished trials of a multi-objective sweep, each with its value of
+    every objective, by trial number; None for a sweep with one metric (or none).
+
+    As Optuna's `study.best_trials`: completed and stopped trials with a value of every
+    objective, none of which another such trial dominates.
+    """
+    objectives = sweep_objectives(sweep)
+    if objectives is None:
+        return None
+    trials = session.scalars(
+        select(Trial)
+        .where(
+            Trial.sweep_id == sweep.id,
+            Trial.state.in_([TrialState.COMPLETED.value, TrialState.STOPPED.value]),
+        )
+        .order_by(Trial.number)
+    ).all()
+    points = [
+        (trial, values)
+        for trial in trials
+        for values in [objective_values(trial.metrics, objectives)]
+        if values is not None
+    ]
+    names = [objective.name for objective in objectives]
+    front = pareto_front([((trial, values), values) for trial, values in points], objectives)
+    return [(trial, dict(zip(names, values, strict=True))) for trial, values in front]
 
 
 def best_trial(session: Session, sweep: Sweep) -> Trial | None:

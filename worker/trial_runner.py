@@ -7,6 +7,7 @@ import inspect
 import logging
 import os
 import socket
+import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,16 +114,23 @@ def _fit_keras_trial(spec: TrialSpec, reporter: Reporter | None, build_model, fi
         fit_kwargs = {"verbose": 0, **spec.fit}
         if spec.initial_epoch:
             fit_kwargs["initial_epoch"] = spec.initial_epoch
+        started = time.perf_counter()
         model.fit(**fit_data, **fit_kwargs, callbacks=[*callbacks, reporting])
+        cost = trial_cost(model, time.perf_counter() - started)
         history = reporting.history
         state = "stopped" if reporting.stopped_early else "completed"
+        metrics = {**(history[-1]["metrics"] if history else {}), **cost}
         if run is not None:
             run.summary["stopped_early"] = reporting.stopped_early
+            for name, value in cost.items():
+                run.summary[name] = value
+            if spec.objectives:
+                run.summary["objectives"] = {name: metrics.get(name) for name in spec.objectives}
         exit_code = 0
         return TrialResult(
             trial_id=spec.trial_id,
             state=state,
-            metrics=history[-1]["metrics"] if history else {},
+            metrics=metrics,
             history=history,
             epochs=history[-1]["step"] if history else spec.initial_epoch,
             wandb=wandb_run_link(run),
@@ -134,6 +142,20 @@ def _fit_keras_trial(spec: TrialSpec, reporter: Reporter | None, build_model, fi
         # Drop the trial's graph state; skip the full gc.collect() it would also run (about
         # 0.5 s with TensorFlow loaded): Python's own collector still reclaims the cycles.
         keras.backend.clear_session(free_memory=False)
+
+
+def trial_cost(model: keras.Model, fit_time_s: float) -> dict[str, float]:
+    """What a Keras trial cost: its model's parameter count and the wall time of its `fit`.
+
+    Recorded next to what the trial logged (`model/parameters`, `model/fit_time_s`), so a
+    sweep can minimise either one as an objective without any code of the user's. A resumed
+    trial's fit time is that of its last attempt.
+
+    Args:
+        model: The fitted model.
+        fit_time_s: Seconds `model.fit` took.
+    """
+    return {"model/parameters": float(model.count_params()), "model/fit_time_s": fit_time_s}
 
 
 @contextlib.contextmanager

@@ -22,6 +22,8 @@ class TrialSpec:
         sweep_name: The sweep's name, recorded in the W&B run's config.
         fit: Keyword arguments for `model.fit` (`epochs`, `batch_size`, ...).
         metric: The metric the sweep optimises, recorded in the result.
+        objectives: The metrics a multi-objective sweep optimises (its `metrics` names), or
+            None. The W&B run's summary then carries their final values under `objectives`.
         wandb: `project`, `entity`, `mode` ("online" | "offline" | "disabled"), `dir`, `tags`.
         callbacks: The spec's `callbacks:` section.
         checkpoint_dir: Folder for this trial's checkpoints, or None for no checkpoints.
@@ -56,6 +58,7 @@ class TrialSpec:
     sweep_name: str | None = None
     fit: dict[str, Any] = field(default_factory=lambda: {"epochs": 1})
     metric: str | None = None
+    objectives: list[str] | None = None
     wandb: dict[str, Any] = field(default_factory=dict)
     callbacks: dict[str, Any] = field(default_factory=dict)
     checkpoint_dir: str | None = None

@@ -13,15 +13,33 @@ from sqlalchemy.orm import Session
 
 from ktsweep.service import sweeps as store
 from ktsweep.service.models import Sweep, Trial
-from ktsweep.service.schemas import SweepOut, TrialOut
+from ktsweep.service.schemas import (
+    FrontTrialOut,
+    ObjectiveOut,
+    ParetoFrontOut,
+    SweepOut,
+    TrialOut,
+)
 
 
 def trial_out(trial: Trial) -> TrialOut:
     return TrialOut.model_validate(trial)
 
 
+def pareto_front_out(sweep: Sweep, front: list[tuple[Trial, dict[str, float]]]) -> ParetoFrontOut:
+    objectives = store.sweep_objectives(sweep) or []
+    return ParetoFrontOut(
+        objectives=[ObjectiveOut(name=o.name, goal=o.goal) for o in objectives],
+        front=[
+            FrontTrialOut.model_validate({**trial_out(trial).model_dump(), "objectives": values})
+            for trial, values in front
+        ],
+    )
+
+
 def sweep_out(session: Session, sweep: Sweep) -> SweepOut:
     best = store.best_trial(session, sweep)
+    front = store.pareto_front_trials(session, sweep)
     return SweepOut(
         id=sweep.id,
         name=sweep.name,
@@ -29,6 +47,7 @@ def sweep_out(session: Session, sweep: Sweep) -> SweepOut:
         spec=sweep.spec,
         trial_counts=store.trial_counts(session, sweep.id),
         best_trial=trial_out(best) if best else None,
+        pareto_front_size=None if front is None else len(front),
         created_at=sweep.created_at,
         finished_at=sweep.finished_at,
     )

@@ -30,6 +30,10 @@ def _method_class(method: str) -> type[SearchMethod]:
         from ktsweep.service.search.tpe_search import TpeSearch
 
         return TpeSearch
+    if method == "custom":  # `scheduler: {engine: optuna}`, the one engine the spec accepts
+        from ktsweep.service.search.optuna_study_search import OptunaStudySearch
+
+        return OptunaStudySearch
     return {"random": RandomSearch, "grid": GridSearch}[method]
 
 

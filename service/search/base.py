@@ -22,7 +22,8 @@ class TrialRecord:
     `history` holds one `{"step": n, "metrics": {...}}` per report, oldest first; it is filled in
     for `should_stop`, `observe` and `restore`, and may be empty in `suggest`. `objective` is the
     latest value of the metric (of a running trial too). `finished_at` orders finished trials
-    in `restore`.
+    in `restore`. `metrics` are the trial's final metrics (its result's, or its latest report's
+    while it runs), where several objectives are read from.
     """
 
     number: int
@@ -33,6 +34,7 @@ class TrialRecord:
     history: list[dict[str, Any]] = field(default_factory=list)
     parent: int | None = None
     finished_at: datetime | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

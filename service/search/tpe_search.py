@@ -76,7 +76,13 @@ class TpeSearch(SearchMethod):
             return None
         return random.Random(f"{self.seed}:{number}").getrandbits(32)
 
-    def _frozen_trial(self, config: dict[str, Any], value: float) -> optuna.trial.FrozenTrial:
+    def _frozen_trial(
+        self,
+        config: dict[str, Any],
+        value: float | list[float],
+        system_attrs: dict[str, Any] | None = None,
+    ) -> optuna.trial.FrozenTrial:
+        """A finished trial of `config` that scored `value` (a list: one value per objective)."""
         coordinates = self.space.coordinates(config)
         distributions: dict[str, optuna.distributions.BaseDistribution] = {}
         for dimension in self.space.dimensions:
@@ -89,5 +95,8 @@ class TpeSearch(SearchMethod):
             else:
                 distributions[dimension.name] = optuna.distributions.FloatDistribution(0.0, 1.0)
         return optuna.trial.create_trial(
-            params=coordinates, distributions=distributions, value=value
+            params=coordinates,
+            distributions=distributions,
+            values=list(value) if isinstance(value, list) else [value],
+            system_attrs=system_attrs,
         )

@@ -124,8 +124,8 @@ def test_unknown_top_level_field_is_named():
 
 def test_wandb_only_fields_are_refused_with_a_reason():
     with pytest.raises(SpecError) as caught:
-        parse_spec(minimal_spec(scheduler={"engine": "optuna"}))
-    assert caught.value.problems[0].path == "scheduler"
+        parse_spec(minimal_spec(job="wandb/jobs/train:latest"))
+    assert caught.value.problems[0].path == "job"
     assert "not supported" in caught.value.problems[0].message
 
 

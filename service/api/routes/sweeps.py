@@ -10,10 +10,24 @@ from fastapi.concurrency import run_in_threadpool
 
 from ktsweep.service import sweeps as store
 from ktsweep.service.api.deps import ReadAccess, SchedulerDep, SessionDep, WriteAccess
-from ktsweep.service.api.presenters import FastJSONResponse, sweep_out, trial_out, trial_out_json
+from ktsweep.service.api.presenters import (
+    FastJSONResponse,
+    pareto_front_out,
+    sweep_out,
+    trial_out,
+    trial_out_json,
+)
 from ktsweep.service.entry_policy import check_entry_points
 from ktsweep.service.models import SweepState, TrialState
-from ktsweep.service.schemas import ErrorOut, ProblemList, SweepList, SweepOut, TrialList, TrialOut
+from ktsweep.service.schemas import (
+    ErrorOut,
+    ParetoFrontOut,
+    ProblemList,
+    SweepList,
+    SweepOut,
+    TrialList,
+    TrialOut,
+)
 from ktsweep.service.search import check_search_space
 from ktsweep.service.search.grid_search import check_grid_size
 from ktsweep.service.spec import SpecError, SpecProblem, SweepSpec, load_spec_text, parse_spec
@@ -175,22 +189,31 @@ async def list_trials(
 
 
 @router.get(
-    "/{sweep_id}/best", response_model=TrialOut, responses=_LIFECYCLE, dependencies=[ReadAccess]
+    "/{sweep_id}/best",
+    response_model=TrialOut | ParetoFrontOut,
+    responses=_LIFECYCLE,
+    dependencies=[ReadAccess],
 )
 def get_best_trial(sweep_id: str, session: SessionDep):
     """The best finished trial: hyperparameters, metric, W&B run link, checkpoint.
 
-    409 for a sweep without a `metric` (a grid or random sweep may have none)."""
+    For a multi-objective sweep (`metrics`): the Pareto front, the finished trials no other
+    trial dominates, each with its value of every objective. 409 for a sweep without a
+    `metric` (a grid or random sweep may have none)."""
     sweep = store.get_sweep(session, sweep_id)
-    if store.metric_goal(sweep)[0] is None:
+    front = store.pareto_front_trials(session, sweep)
+    if front:
+        return pareto_front_out(sweep, front)
+    if front is None and store.metric_goal(sweep)[0] is None:
         raise store.ConflictError(
             f"sweep '{sweep_id}' has no metric, so no trial is best; its trials and what they "
             f"logged are at /api/v1/sweeps/{sweep_id}/trials. Give a sweep a `metric` to rank "
             "its trials."
         )
-    trial = store.best_trial(session, sweep)
+    trial = store.best_trial(session, sweep) if front is None else None
     if trial is None:
+        what = "its metric" if front is None else "a value of every objective"
         raise store.NotFoundError(
-            f"sweep '{sweep_id}' has no finished trial with its metric yet; try again later."
+            f"sweep '{sweep_id}' has no finished trial with {what} yet; try again later."
         )
     return trial_out(trial)
