@@ -8,6 +8,7 @@ must lie in the controller's working directory or in `KTSWEEP_ALLOWED_PROGRAM_DI
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 
@@ -63,8 +64,34 @@ def check_entry_points(spec: SweepSpec, settings: Settings) -> None:
             )
     if is_program_sweep(spec):
         problems.extend(_check_program(spec, settings))
+    problems.extend(_check_callback_options(spec))
     if problems:
         raise SpecError(problems)
+
+
+def _check_callback_options(spec: SweepSpec) -> list[SpecProblem]:
+    """`metrics_logger` and `checkpoint` take only the arguments their callbacks document (the
+    worker passes them on as keyword arguments); `filepath` is the trial's own."""
+    from ktsweep.callbacks import MetricsLogger, ModelCheckpoint
+
+    problems = []
+    for name, callback, own in (
+        ("metrics_logger", MetricsLogger, set()),
+        ("checkpoint", ModelCheckpoint, {"filepath"}),
+    ):
+        options = getattr(spec.callbacks, name)
+        if not isinstance(options, dict):
+            continue
+        documented = set(inspect.signature(callback.__init__).parameters) - {"self"} - own
+        for option in sorted(set(options) - documented):
+            problems.append(
+                SpecProblem(
+                    path=f"callbacks.{name}.{option}",
+                    message=f"'{option}' is not an option of {callback.__name__}; its options "
+                    f"are {', '.join(sorted(documented))}. Remove it.",
+                )
+            )
+    return problems
 
 
 def allowed_program_dirs(settings: Settings) -> list[Path]:

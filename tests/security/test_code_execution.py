@@ -130,3 +130,15 @@ def test_build_hp_that_never_returns_is_cut_off_by_the_time_limit(api):
     answer = api.post("/api/v1/sweeps", json=spec())
     assert answer.status_code == 201, answer.text
     api.post(f"/api/v1/sweeps/{answer.json()['id']}/cancel")
+
+
+@pytest.mark.parametrize(
+    ("callbacks", "path"),
+    [
+        ({"checkpoint": {"filepath": "/etc/cron.d/job"}}, "callbacks.checkpoint.filepath"),
+        ({"metrics_logger": {"log_freq": "epoch", "run": "x"}}, "callbacks.metrics_logger.run"),
+    ],
+)
+def test_the_bundled_callbacks_take_only_their_documented_options(api, callbacks, path):
+    message = assert_refused(api, {**spec(), "callbacks": callbacks}, path)
+    assert "is not an option of" in message
