@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import math
 import os
 import socket
 import time
@@ -155,7 +156,10 @@ def trial_cost(model: keras.Model, fit_time_s: float) -> dict[str, float]:
         model: The fitted model.
         fit_time_s: Seconds `model.fit` took.
     """
-    return {"model/parameters": float(model.count_params()), "model/fit_time_s": fit_time_s}
+    # The weights it holds: `count_params()` raises for a model that never built any (one whose
+    # own `fit` trains nothing Keras can see), which then holds none.
+    parameters = sum(math.prod(weight.shape) for weight in model.weights)
+    return {"model/parameters": float(parameters), "model/fit_time_s": fit_time_s}
 
 
 @contextlib.contextmanager
