@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 
 import pytest
@@ -60,25 +59,14 @@ def test_trial_reports_every_epoch_and_returns_final_metrics(tmp_path):
 
 def wandb_summary(run_dir: Path) -> dict:
     """The summary an offline run wrote to its transaction log (`run-*.wandb`), as W&B reads
-    it on `wandb sync`: LevelDB-log blocks of 32 KiB after a 7-byte header, each record one
-    protobuf `Record`; the last update of each key wins."""
+    it on `wandb sync`, once W&B's service has written the log to its end; the last update of
+    each key wins."""
     from wandb.proto import wandb_internal_pb2
 
-    data = next(run_dir.glob("run-*.wandb")).read_bytes()
-    block, position, records, pending = 32768, 7, [], b""
-    while position + 7 <= len(data):
-        left = block - position % block
-        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
-        if left < 7 or (length == 0 and kind == 0):
-            position += left  # the rest of a block is padding
-            continue
-        chunk = data[position + 7 : position + 7 + length]
-        position += 7 + length
-        pending = chunk if kind in (1, 2) else pending + chunk  # full/first, middle/last
-        if kind in (1, 4):
-            records.append(pending)
+    from tests.callbacks.conftest import _read_finished_log
+
     summary = {}
-    for raw in records:
+    for raw in _read_finished_log(str(next(run_dir.glob("run-*.wandb")))):
         record = wandb_internal_pb2.Record()
         record.ParseFromString(raw)
         if record.WhichOneof("record_type") == "summary":
