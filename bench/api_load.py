@@ -63,6 +63,11 @@ SPEC = {
 }
 
 
+# The controller always needs a token (it makes one up when none is set): the clients send this.
+TOKEN = "api-load-token"
+AUTH = f"Authorization: Bearer {TOKEN}\r\n"
+
+
 def seed(database_url: str, trials: int) -> tuple[str, list[float]]:
     """A paused sweep with `trials` running trials; returns its id and ms/trial per 10% batch."""
     engine = make_engine(database_url)
@@ -119,18 +124,21 @@ async def client_loop(port, sweep_id, trials, deadline, results, errors, connect
                 request = (
                     f"POST /api/v1/trials/{sweep_id}-{number}/reports HTTP/1.1\r\n"
                     "Host: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n"
+                    + AUTH
+                    + f"Content-Length: {len(body)}\r\n\r\n"
                 ).encode() + body
             elif roll < 0.75:
                 kind = "detail"
                 request = (
-                    f"GET /api/v1/trials/{sweep_id}-{number} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                    f"GET /api/v1/trials/{sweep_id}-{number} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    + AUTH
+                    + "\r\n"
                 ).encode()
             else:
                 kind = "list"
                 request = (
                     f"GET /api/v1/sweeps/{sweep_id}/trials?limit=50 HTTP/1.1\r\n"
-                    "Host: 127.0.0.1\r\n\r\n"
+                    "Host: 127.0.0.1\r\n" + AUTH + "\r\n"
                 ).encode()
             start = time.perf_counter()
             writer.write(request)
@@ -246,6 +254,7 @@ def main() -> None:
             **os.environ,
             "KTSWEEP_DATABASE_URL": database_url,
             "KTSWEEP_ARTIFACT_DIR": str(workdir),
+            "KTSWEEP_API_TOKENS": TOKEN,
         }
         server_log = workdir / "serve.log"
         server = subprocess.Popen(

@@ -64,6 +64,7 @@ def run_ktsweep(args, workdir: Path) -> tuple[float, float]:
         "KTSWEEP_DATABASE_URL": args.database_url or f"sqlite:///{workdir / 'bench.db'}",
         "KTSWEEP_ARTIFACT_DIR": str(workdir / "artifacts"),
         "RAY_num_cpus": str(args.parallelism),
+        "KTSWEEP_API_TOKENS": "overhead-token",
     }
     log = open(workdir / "server.log", "wb")  # noqa: SIM115 - open while the server runs
     server = subprocess.Popen(
@@ -74,7 +75,8 @@ def run_ktsweep(args, workdir: Path) -> tuple[float, float]:
         stderr=subprocess.STDOUT,
     )
     try:
-        with httpx.Client(base_url=url, timeout=30) as http:
+        auth = {"Authorization": "Bearer overhead-token"}
+        with httpx.Client(base_url=url, headers=auth, timeout=30) as http:
             deadline = time.monotonic() + 120
             while True:
                 try:
