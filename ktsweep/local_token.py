@@ -58,7 +58,7 @@ def read_token(url: str) -> str | None:
     """The token of the controller at `url`, when it runs on this machine and kept one."""
     parts = urlsplit(url)
     host = parts.hostname or ""
-    if not _is_loopback(host):
+    if not is_loopback(host):
         return None
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
@@ -67,7 +67,8 @@ def read_token(url: str) -> str | None:
         return None
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine's loopback interface."""
     if host == "localhost":
         return True
     try:

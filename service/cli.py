@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.table import Table
 
 from ktsweep.client import TERMINAL_SWEEP_STATES, ApiError, Client
-from ktsweep.local_token import new_token, remove_token, write_token
+from ktsweep.local_token import is_loopback, new_token, remove_token, write_token
 
 app = typer.Typer(
     help="Hyperparameter sweeps of Keras models on Ray, tracked in W&B.",
@@ -111,7 +111,7 @@ def serve(
         settings.api_processes = processes
     if access_log is not None:
         settings.access_log = access_log
-    if not settings.tokens and not _is_loopback(host):
+    if not settings.tokens and not is_loopback(host):
         console.print(
             f"[red]Refusing to listen on {host} without API tokens.[/] Anyone who can reach it "
             "could submit code to run. Set KTSWEEP_API_TOKENS (comma-separated) first, or bind "
@@ -467,17 +467,6 @@ def spec_for_submission(path: Path) -> dict[str, Any]:
     if spec.get("program") and not spec.get("working_dir"):
         spec["working_dir"] = str(path.resolve().parent)
     return spec
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _start_embedded_server(database_url: str | None, artifact_dir: Path | None):
