@@ -67,9 +67,18 @@ class _HeldReports:
         scheduler.handle_report = held_report
 
 
+def _stored_running_sweep(app):
+    """A sweep stored with one running trial, its report rule learnt as a controller does at
+    start (building the search method takes seconds: left to the first report, that report
+    could outlast the worker's request timeout and be sent twice)."""
+    sweep = store_sweep(_StateHolder(app), objectives=[None], trial_state="running")
+    app.state.scheduler.learn_report_rules()
+    return sweep
+
+
 def test_background_reports_never_wait_and_arrive_in_order(tmp_path):
     with served_controller(tmp_path) as (app, url):
-        sweep = store_sweep(_StateHolder(app), objectives=[None], trial_state="running")
+        sweep = _stored_running_sweep(app)
         trial_id = f"{sweep.id}-0"
         held = _HeldReports(app.state.scheduler)
         gate, seen = held.gate, held.seen
@@ -92,7 +101,7 @@ def test_background_reports_never_wait_and_arrive_in_order(tmp_path):
 
 def test_closing_without_sending_queued_drops_only_reports_not_yet_sent(tmp_path):
     with served_controller(tmp_path) as (app, url):
-        sweep = store_sweep(_StateHolder(app), objectives=[None], trial_state="running")
+        sweep = _stored_running_sweep(app)
         trial_id = f"{sweep.id}-0"
         held = _HeldReports(app.state.scheduler)
         entered, gate, seen = held.entered, held.gate, held.seen
