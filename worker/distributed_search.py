@@ -63,6 +63,7 @@ def distribute(
     checkpoint_every_s: float = 10.0,
     shared_directory: bool | None = None,
     keep_resume_state: bool = False,
+    multi_objective: bool = False,
 ) -> DistributedSearch:
     """Make `tuner.search(...)` run its trials in parallel on Ray.
 
@@ -95,6 +96,19 @@ def distribute(
     worker, over that worker's devices (`MirroredStrategy`, `OneDeviceStrategy`,
     `CentralStorageStrategy`); a strategy can't travel to a worker as it is.
 
+    A list objective is Keras Tuner's: one score, the sum of the objectives (each maximised one
+    counted negative). With `multi_objective=True` the objectives are kept apart instead, and
+    the best trials are the Pareto front, the trials no other trial beats in every objective
+    (Optuna's `study.best_trials`): `get_best_models()`, `get_best_hyperparameters()`,
+    `oracle.get_best_trials()` and `results_summary()` answer the whole front, best first by
+    the first objective (then the next), or its first `num_models` trials. A trial's values are
+    its metrics at the epoch Keras Tuner keeps (the best by the summed score, whose checkpoint
+    `get_best_models()` loads). The oracle still picks the trials to try by its own score. An
+    objective may name a trial's cost, `kt.Objective("model/parameters", "min")` (the model's
+    weights) or `kt.Objective("model/fit_time_s", "min")` (seconds of `fit` up to the epoch):
+    each trial then adds it to its epochs' logs, so "most accurate, fewest parameters" needs
+    no code of the user's.
+
     Args:
         tuner: A Keras Tuner tuner (`RandomSearch`, `GridSearch`, `BayesianOptimization`,
             `Hyperband`, or a subclass).
@@ -121,6 +135,9 @@ def distribute(
             loses at most this much training. 0 saves every epoch. Default 10.
         keep_resume_state: Whether a trial's folder keeps that checkpoint (`last.keras`,
             `last.json`) after the trial ends. Default False: it is deleted.
+        multi_objective: Whether a list objective's best trials are its Pareto front (see
+            above). Default False: Keras Tuner's summed score ranks them, as without
+            `distribute`.
 
     Returns:
         The `DistributedSearch` that `tuner.search` now is.
@@ -147,8 +164,11 @@ def distribute(
         checkpoint_every_s=checkpoint_every_s,
         shared_directory=shared_directory,
         keep_resume_state=keep_resume_state,
+        multi_objective=multi_objective,
     )
     tuner.search = search
+    if multi_objective:
+        ParetoFrontResults(tuner).install()
     return search
 
 
@@ -178,6 +198,7 @@ class DistributedSearch:
         checkpoint_every_s: float = 10.0,
         shared_directory: bool | None = None,
         keep_resume_state: bool = False,
+        multi_objective: bool = False,
     ):
         if not isinstance(tuner, kt.engine.base_tuner.BaseTuner):
             raise TypeError(
@@ -226,6 +247,13 @@ class DistributedSearch:
                 f"keep_resume_state must be True or False; received {keep_resume_state!r}."
             )
         self.keep_resume_state = keep_resume_state
+        if not isinstance(multi_objective, bool):
+            raise TypeError(
+                "multi_objective must be True (the best trials are the Pareto front of the "
+                "objectives) or False (Keras Tuner's summed score); received "
+                f"{multi_objective!r}."
+            )
+        self.multi_objective = multi_objective
         self._strategy = strategy_for_workers(getattr(tuner, "distribution_strategy", None))
         self._show_output = True
         self._driver_node: str | None = None
@@ -406,7 +434,8 @@ def _worker_copy(tuner, strategy: StrategyForWorkers | None = None):
     """What the workers get: the tuner without its oracle (which stays here) or `search`, and
     with `strategy` in place of its `distribution_strategy`."""
     worker_tuner = copy.copy(tuner)
-    worker_tuner.__dict__.pop("search", None)
+    for name in ("search", *ParetoFrontResults.TUNER_METHODS):
+        worker_tuner.__dict__.pop(name, None)  # they answer from the oracle, which stays here
     worker_tuner.oracle = TrialOracle(tuner.oracle)
     if strategy is not None:
         worker_tuner.distribution_strategy = strategy
@@ -529,6 +558,173 @@ def _plain(metrics: dict[str, Any]) -> dict[str, float]:
     return {name: float(np.asarray(value)) for name, value in metrics.items()}
 
 
+# The costs of a trial an objective may name: what the service's sweeps record of each trial.
+COST_METRICS = ("model/parameters", "model/fit_time_s")
+
+
+def objective_names(objective: kt.Objective) -> list[str]:
+    """The metric names of a tuner's objective: each objective of a list, else its own."""
+    return [part.name for part in objectives_of(objective)]
+
+
+def objectives_of(objective: kt.Objective) -> list[kt.Objective]:
+    """The objectives of a list objective (Keras Tuner's `MultiObjective`), else `[objective]`."""
+    return list(getattr(objective, "objectives", None) or [objective])
+
+
+def dominates(first: list[float], second: list[float], objectives: list[kt.Objective]) -> bool:
+    """Whether `first` dominates `second`: at least as good in every objective and better in
+    one (Optuna's definition, each objective by its direction)."""
+    better = False
+    for a, b, objective in zip(first, second, objectives, strict=True):
+        if objective.direction == "max":
+            a, b = -a, -b
+        if a > b:
+            return False
+        better = better or a < b
+    return better
+
+
+class ParetoFrontResults:
+    """A tuner's best trials as the Pareto front of its objectives (`multi_objective=True`).
+
+    `install` puts these methods in place of the tuner's `get_best_models`,
+    `get_best_hyperparameters` and `results_summary` and of its oracle's `get_best_trials`, so
+    the script's calls answer the front: the completed trials no other completed trial
+    dominates, as Optuna's `study.best_trials` (trials with equal values are all on it). The
+    front is ordered by the first objective, best first, then by the next ones. A count
+    (`num_models`, `num_trials`) gives at most that many trials of the front, never one off it;
+    None (the default here) gives the whole front.
+
+    A trial's value of an objective is its metric at the trial's `best_step` (the epoch Keras
+    Tuner scored, and checkpointed for `get_best_models()`), else its best value of it.
+
+    Args:
+        tuner: The Keras Tuner tuner.
+    """
+
+    TUNER_METHODS = ("get_best_models", "get_best_hyperparameters", "results_summary")
+
+    def __init__(self, tuner: kt.engine.base_tuner.BaseTuner):
+        self.tuner = tuner
+
+    def install(self) -> None:
+        """Make the tuner and its oracle answer the front."""
+        for name in self.TUNER_METHODS:
+            setattr(self.tuner, name, getattr(self, name))
+        self.tuner.oracle.get_best_trials = self.get_best_trials
+
+    @property
+    def objectives(self) -> list[kt.Objective]:
+        return objectives_of(self.tuner.oracle.objective)
+
+    def values(self, trial: kt.engine.trial.Trial) -> list[float] | None:
+        """The trial's value of each objective, in their order; None while one is missing."""
+        if trial.status != TrialStatus.COMPLETED:
+            return None
+        values = []
+        for objective in self.objectives:
+            if not trial.metrics.exists(objective.name):
+                return None
+            at_best_step = [
+                observation.mean()
+                for observation in trial.metrics.get_history(objective.name)
+                if observation.step == trial.best_step
+            ]
+            if at_best_step:
+                value = at_best_step[0]
+            else:
+                value = trial.metrics.get_best_value(objective.name)
+            if value is None or not np.isfinite(value):
+                return None
+            values.append(float(value))
+        return values
+
+    def front(self) -> list[kt.engine.trial.Trial]:
+        """The trials of the Pareto front, the best by the first objective first."""
+        objectives = self.objectives
+        scored = []
+        for trial in self.tuner.oracle.trials.values():
+            values = self.values(trial)
+            if values is not None:
+                scored.append((trial, values))
+        front = [
+            (trial, values)
+            for trial, values in scored
+            if not any(dominates(other, values, objectives) for _, other in scored)
+        ]
+        signs = [-1.0 if objective.direction == "max" else 1.0 for objective in objectives]
+        front.sort(
+            key=lambda item: [sign * value for sign, value in zip(signs, item[1], strict=True)]
+        )
+        return [trial for trial, _ in front]
+
+    def get_best_trials(self, num_trials: int | None = None) -> list[kt.engine.trial.Trial]:
+        """The front, or its first `num_trials` trials."""
+        front = self.front()
+        return front if num_trials is None else front[:num_trials]
+
+    def get_best_models(self, num_models: int | None = None) -> list[Any]:
+        """The models of the front's trials (each at its checkpointed epoch)."""
+        return [self.tuner.load_model(trial) for trial in self.get_best_trials(num_models)]
+
+    def get_best_hyperparameters(self, num_trials: int | None = None) -> list[kt.HyperParameters]:
+        """The hyperparameters of the front's trials."""
+        return [trial.hyperparameters for trial in self.get_best_trials(num_trials)]
+
+    def results_summary(self, num_trials: int | None = None) -> None:
+        """Print the front: each trial's hyperparameters and value of each objective."""
+        front = self.front()
+        shown = front if num_trials is None else front[:num_trials]
+        objectives = ", ".join(f"{o.name} ({o.direction})" for o in self.objectives)
+        print("Results summary")
+        print(f"Results in {self.tuner.project_dir}")
+        print(f"Showing {len(shown)} of the {len(front)} trials of the Pareto front of:")
+        print(objectives)
+        for trial in shown:
+            print()
+            print(f"Trial {trial.trial_id} summary")
+            print("Hyperparameters:")
+            trial.display_hyperparameters()
+            for objective, value in zip(self.objectives, self.values(trial), strict=True):
+                print(f"{objective.name}: {value}")
+
+
+class TrialCostLogger(keras.callbacks.Callback):
+    """Adds what the trial has cost so far to each epoch's logs, so an objective can name it.
+
+    `model/parameters` is the model's number of weights and `model/fit_time_s` the seconds
+    since its training began, as the service's sweeps record them (`trial_cost`). Keras Tuner
+    then scores, checkpoints and reports them like any metric the model logs. A training loop
+    of a `HyperModel.fit` that never calls `on_train_begin` counts from its first epoch.
+
+    Args:
+        names: The costs to add (of `COST_METRICS`).
+    """
+
+    def __init__(self, names: list[str]):
+        super().__init__()
+        self.names = list(names)
+        self._started: float | None = None
+
+    def on_train_begin(self, logs=None):
+        self._started = time.monotonic()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._started is None:
+            self._started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        from ktsweep.worker.trial_runner import trial_cost
+
+        if logs is None or self.model is None:
+            return
+        if self._started is None:
+            self._started = time.monotonic()
+        cost = trial_cost(self.model, time.monotonic() - self._started)
+        logs.update({name: cost[name] for name in self.names})
+
+
 def _tuner_trial_task(refs: list, trial, context: dict[str, Any]) -> dict[str, Any]:
     limit_gpu_memory()  # before the first GPU operation, which unpickling may cause
     tuner, (fit_args, fit_kwargs) = ray.get(refs)
@@ -616,7 +812,9 @@ def _run_tuner_trial(tuner, trial, fit_args, fit_kwargs, context) -> dict[str, A
             {"validation_data": fit_kwargs.get("validation_data")},
         )
         user_callbacks = list(fit_kwargs.get("callbacks") or [])
+        costs = [name for name in objective_names(tuner.oracle.objective) if name in COST_METRICS]
         fit_kwargs["callbacks"] = [
+            *([TrialCostLogger(costs)] if costs else []),  # first: every other callback sees it
             *user_callbacks,
             *(TrainingBegunOnDemand(callback, open_trainings) for callback in ours),
             LastEpochCheckpoint(trial_dir, every_s=context.get("checkpoint_every_s", 0.0)),
@@ -894,12 +1092,18 @@ def _continue_from(tuner, trial, fit_kwargs: dict[str, Any], path: str, epochs: 
 
 
 __all__ = [
+    "COST_METRICS",
     "DistributedSearch",
     "OpenTrainings",
+    "ParetoFrontResults",
     "StrategyForWorkers",
     "TrainingBegunOnDemand",
+    "TrialCostLogger",
     "TrialOracle",
     "distribute",
+    "dominates",
+    "objective_names",
+    "objectives_of",
     "run_tuner_trial",
     "strategy_for_workers",
 ]

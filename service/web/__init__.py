@@ -57,7 +57,8 @@ def sweeps_page() -> Response:
 
 @router.get("/sweeps/{sweep_id}")
 def sweep_page(sweep_id: str) -> Response:
-    """One sweep: trials table, metric chart, parallel coordinates, lifecycle buttons."""
+    """One sweep: trials table, metric chart, parallel coordinates, lifecycle buttons; for a
+    multi-objective sweep, its Pareto front (and the scatter of two objectives)."""
     return _file("sweep.html")
 
 

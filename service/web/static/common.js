@@ -268,6 +268,17 @@ export function metricOf(spec) {
   return { name: metric.name || null, goal: metric.goal === "minimize" ? "minimize" : "maximize" };
 }
 
+/**
+ * The objectives of a multi-objective sweep (its `metrics` list: [{name, goal, target}]), or
+ * an empty list for a sweep with one `metric` or none. A goal left out is `minimize`.
+ */
+export function objectivesOf(spec) {
+  const metrics = spec && Array.isArray(spec.metrics) ? spec.metrics : [];
+  return metrics
+    .filter((m) => m && m.name)
+    .map((m) => ({ name: m.name, goal: m.goal === "maximize" ? "maximize" : "minimize", target: m.target ?? null }));
+}
+
 /** A bar split by trial state, against the run cap (or the trial total without one). */
 export function progressBar(counts, runCap, wide = false) {
   const total = counts.total || 0;

@@ -1,10 +1,15 @@
 // One sweep: header with progress and lifecycle buttons, best trial, metric-vs-epoch chart,
 // parallel coordinates, and the sortable trials table. Refreshes itself while the sweep runs.
-import { lineChart, metricColor, parallelCoordinates, trialColor } from "/static/charts.js";
+// A multi-objective sweep (`metrics`) shows its Pareto front in place of the best trial: the
+// front's trials, the scatter of two objectives, the front marked in the parallel coordinates,
+// and a filter of the trials table to the front.
+import {
+  FRONT_COLOR, OFF_FRONT_COLOR, lineChart, metricColor, parallelCoordinates, scatterPlot, trialColor,
+} from "/static/charts.js";
 import {
   ACTIVE_TRIAL_STATES, ApiError, TERMINAL_SWEEP_STATES, api, apiAll, clearNotice, durationSeconds, el,
-  flatten, fmtDuration, fmtNumber, fmtTime, fmtValue, metricOf, parameterSpec, poll, progressBar,
-  replace, setupPage, showApiError, showNotice, stateBadge, wandbLink,
+  flatten, fmtDuration, fmtNumber, fmtTime, fmtValue, metricOf, objectivesOf, parameterSpec, poll,
+  progressBar, replace, setupPage, showApiError, showNotice, stateBadge, wandbLink,
 } from "/static/common.js";
 
 const POLL_MS = 2000;
@@ -16,6 +21,8 @@ const view = {
   histories: new Map(), // trial id -> {state, epochs, history}
   sort: { key: "number", descending: false },
   chartMetric: null,
+  front: null, // a multi-objective sweep's Pareto front: [{id, number, state, objectives}, ...]
+  frontOnly: false,
   failed: false,
   signature: "",
 };
@@ -28,9 +35,11 @@ async function refresh() {
       api(`/sweeps/${encodeURIComponent(sweepId)}`),
       apiAll(`/sweeps/${encodeURIComponent(sweepId)}/trials`, { order: "number" }),
     ]);
+    const front = objectivesOf(sweep.spec).length > 1 ? await loadFront() : null;
     await loadHistories(trials);
     view.sweep = sweep;
     view.trials = trials;
+    view.front = front;
     if (view.failed) clearNotice();
     view.failed = false;
     renderIfChanged();
@@ -46,6 +55,32 @@ async function refresh() {
   }
   const trialsActive = view.trials.some((t) => ACTIVE_TRIAL_STATES.includes(t.state));
   return !TERMINAL_SWEEP_STATES.includes(view.sweep.state) || trialsActive;
+}
+
+/** The Pareto front from `/best`: none yet (404) is an empty front. */
+async function loadFront() {
+  try {
+    const best = await api(`/sweeps/${encodeURIComponent(sweepId)}/best`);
+    return Array.isArray(best.front) ? best.front : [];
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return [];
+    throw error;
+  }
+}
+
+/** Ids of the trials on the front (empty for a sweep with one objective). */
+function frontIds() {
+  return new Set((view.front || []).map((t) => t.id));
+}
+
+/** A trial's value of each objective: its final metric of that name (as `/best` reads it). */
+function objectiveValues(trial, objectives) {
+  const values = {};
+  for (const o of objectives) {
+    const value = (trial.metrics || {})[o.name];
+    values[o.name] = typeof value === "number" && Number.isFinite(value) ? value : null;
+  }
+  return values;
 }
 
 /** Fetches the per-epoch history of trials that are new or changed since the last look. */
@@ -66,7 +101,9 @@ async function loadHistories(trials) {
 }
 
 function renderIfChanged() {
-  const signature = JSON.stringify([view.sweep, view.trials, view.sort, view.chartMetric, view.histories.size]);
+  const signature = JSON.stringify([
+    view.sweep, view.trials, view.sort, view.chartMetric, view.histories.size, view.front, view.frontOnly,
+  ]);
   if (signature === view.signature) return;
   view.signature = signature;
   render();
@@ -76,10 +113,14 @@ function render() {
   const { sweep } = view;
   document.title = `${sweep.name} \u00b7 ktsweep`;
   replace(document.getElementById("crumb-sweep"), sweep.name);
+  const objectives = objectivesOf(sweep.spec);
+  let best = bestCard(sweep);
+  if (objectives.length === 2) best = el("div", { class: "grid-2" }, frontCard(objectives), scatterCard(objectives));
+  else if (objectives.length > 2) best = frontCard(objectives);
   replace(
     document.getElementById("page"),
     headerCard(sweep),
-    bestCard(sweep),
+    best,
     el("div", { class: "grid-2" }, metricChartCard(sweep), parallelCard(sweep)),
     trialsCard(sweep),
   );
@@ -89,6 +130,10 @@ function render() {
 
 function headerCard(sweep) {
   const metric = metricOf(sweep.spec);
+  const objectives = objectivesOf(sweep.spec);
+  const optimises = objectives.length
+    ? objectives.map((o) => `${o.name} (${o.goal})`).join(", ")
+    : `${metric.name || "no metric"} (${metric.goal})`;
   const buttons = [];
   if (sweep.state === "running") buttons.push(actionButton("pause", "Pause"));
   if (sweep.state === "paused") buttons.push(actionButton("resume", "Resume", "primary"));
@@ -107,7 +152,7 @@ function headerCard(sweep) {
       "div",
       { class: "sub" },
       el("span", { class: "mono" }, sweep.id),
-      ` \u00b7 ${sweep.spec.method || "?"} search \u00b7 ${metric.name || "no metric"} (${metric.goal})`,
+      ` \u00b7 ${sweep.spec.method || "?"} search \u00b7 ${optimises}`,
       ` \u00b7 started ${fmtTime(sweep.created_at)}`,
       sweep.finished_at ? ` \u00b7 ended ${fmtTime(sweep.finished_at)}` : "",
       sweep.spec.parallelism ? ` \u00b7 parallelism ${sweep.spec.parallelism}` : "",
@@ -172,6 +217,92 @@ function bestCard(sweep) {
   );
 }
 
+// --- Pareto front ----------------------------------------------------------------------------
+
+function frontCard(objectives) {
+  const front = view.front || [];
+  const heading = el("h2", {}, "Pareto front");
+  if (!front.length) {
+    return el(
+      "div",
+      { class: "card", id: "pareto-front" },
+      heading,
+      el("p", { class: "empty" }, "No finished trial with a value of every objective yet."),
+    );
+  }
+  const head = el(
+    "tr",
+    {},
+    el("th", { class: "num" }, "#"),
+    el("th", {}, "state"),
+    objectives.map((o) => el("th", { class: "num", title: o.goal }, `${o.name} ${o.goal === "maximize" ? "\u2191" : "\u2193"}`)),
+    el("th", {}, "hyperparameters"),
+  );
+  const rows = front.map((t) => {
+    const href = `/trials/${encodeURIComponent(t.id)}`;
+    const hps = flatten(t.hyperparameters);
+    return el(
+      "tr",
+      { "data-trial-id": t.id },
+      el("td", { class: "num nowrap" }, el("a", { class: "trial-link", href }, `#${t.number}`)),
+      el("td", {}, stateBadge(t.state)),
+      objectives.map((o) =>
+        el("td", { class: "num front-objective", "data-objective": o.name }, fmtNumber((t.objectives || {})[o.name])),
+      ),
+      el("td", { class: "mono" }, Object.entries(hps).map(([k, v]) => `${k}=${fmtValue(v)}`).join("  ")),
+    );
+  });
+  return el(
+    "div",
+    { class: "card", id: "pareto-front" },
+    heading,
+    el(
+      "p",
+      { class: "muted small" },
+      `${front.length} ${front.length === 1 ? "trial" : "trials"} that no other finished trial beats in every objective (\u2191 higher is better, \u2193 lower).`,
+    ),
+    el("div", { class: "table-wrap" }, el("table", { id: "front-table" }, el("thead", {}, head), el("tbody", {}, rows))),
+  );
+}
+
+function scatterCard(objectives) {
+  const [x, y] = objectives;
+  const onFront = frontIds();
+  const points = view.trials
+    .filter((t) => t.state === "completed" || t.state === "stopped")
+    .map((t) => ({ trial: t, values: objectiveValues(t, objectives) }))
+    .filter(({ values }) => values[x.name] != null && values[y.name] != null)
+    .map(({ trial, values }) => ({
+      id: trial.id,
+      x: values[x.name],
+      y: values[y.name],
+      front: onFront.has(trial.id),
+      href: `/trials/${encodeURIComponent(trial.id)}`,
+      label:
+        `trial #${trial.number} \u00b7 ${trial.state} \u00b7 ${x.name} ${fmtNumber(values[x.name])} \u00b7 ` +
+        `${y.name} ${fmtNumber(values[y.name])}${onFront.has(trial.id) ? " \u00b7 on the Pareto front" : ""}`,
+    }));
+  const body = points.length
+    ? [
+        el("div", { id: "pareto-scatter" }, scatterPlot({ points, x, y })),
+        el(
+          "div",
+          { class: "legend" },
+          el("span", {}, legendDot(FRONT_COLOR), "on the Pareto front (line: its edge)"),
+          el("span", {}, legendDot(OFF_FRONT_COLOR), "dominated"),
+          el("span", {}, "completed and stopped trials \u00b7 click a point to open its trial"),
+        ),
+      ]
+    : el("p", { class: "empty" }, "No finished trial with both objectives yet.");
+  return el("div", { class: "card" }, el("h2", {}, `${y.name} vs ${x.name}`), body);
+}
+
+function legendDot(color) {
+  const node = el("i", { class: "dot" });
+  node.style.background = color;
+  return node;
+}
+
 // --- charts ----------------------------------------------------------------------------------
 
 function metricChartCard(sweep) {
@@ -180,16 +311,19 @@ function metricChartCard(sweep) {
   for (const { history } of view.histories.values()) {
     for (const entry of history) for (const key of Object.keys(entry.metrics)) names.add(key);
   }
-  const chosen = view.chartMetric || metric.name || [...names][0] || "";
+  const objectives = objectivesOf(sweep.spec);
+  const reported = objectives.map((o) => o.name).find((name) => names.has(name));
+  const chosen = view.chartMetric || metric.name || reported || [...names][0] || "";
   if (chosen) names.add(chosen);
   const bestId = sweep.best_trial && sweep.best_trial.id;
+  const onFront = frontIds();
   const series = view.trials
     .filter((t) => view.histories.has(t.id))
     .map((t) => ({
       id: t.id,
       number: t.number,
       state: t.state,
-      best: t.id === bestId,
+      best: t.id === bestId || onFront.has(t.id),
       label: `trial #${t.number}`,
       href: `/trials/${encodeURIComponent(t.id)}`,
       points: view.histories
@@ -219,7 +353,7 @@ function metricChartCard(sweep) {
           { class: "legend" },
           el("span", {}, el("i", { class: "solid" }), "completed / running"),
           el("span", {}, el("i", { class: "dash" }), "\u00d7 ended early (stopped, cancelled, failed)"),
-          el("span", {}, "thick: best trial \u00b7 click a line to open its trial"),
+          el("span", {}, `thick: ${objectives.length ? "on the Pareto front" : "best trial"} \u00b7 click a line to open its trial`),
         ),
       ]
     : el("p", { class: "empty" }, "No trial has reported a metric yet.");
@@ -247,6 +381,8 @@ function hyperparameterAxes(sweep, rows) {
 }
 
 function parallelCard(sweep) {
+  const objectives = objectivesOf(sweep.spec);
+  if (objectives.length) return objectiveParallelCard(sweep, objectives);
   const metric = metricOf(sweep.spec);
   const bestId = sweep.best_trial && sweep.best_trial.id;
   const rows = view.trials.map((t) => ({
@@ -282,25 +418,70 @@ function parallelCard(sweep) {
   return el("div", { class: "card" }, el("h2", {}, "Hyperparameters vs metric"), body);
 }
 
+/** Hyperparameters against every objective, the Pareto front's lines marked. */
+function objectiveParallelCard(sweep, objectives) {
+  const onFront = frontIds();
+  const rows = view.trials.map((t) => {
+    const values = objectiveValues(t, objectives);
+    const shown = objectives.map((o) => `${o.name} ${fmtNumber(values[o.name])}`).join(" \u00b7 ");
+    return {
+      id: t.id,
+      values: flatten(t.hyperparameters),
+      objectives: values,
+      front: onFront.has(t.id),
+      href: `/trials/${encodeURIComponent(t.id)}`,
+      label: `trial #${t.number} \u00b7 ${t.state} \u00b7 ${shown}${onFront.has(t.id) ? " \u00b7 on the Pareto front" : ""}`,
+    };
+  });
+  const axes = hyperparameterAxes(sweep, rows);
+  const body = rows.length
+    ? [
+        el("div", { id: "parallel-chart" }, parallelCoordinates({ axes, rows, objectives })),
+        el(
+          "div",
+          { class: "legend" },
+          el("span", {}, legendDot(FRONT_COLOR), "thick: on the Pareto front"),
+          el("span", {}, legendDot(OFF_FRONT_COLOR), "dominated or not finished"),
+          el("span", {}, "dashed: missing an objective"),
+        ),
+      ]
+    : el("p", { class: "empty" }, "No trials yet.");
+  return el("div", { class: "card" }, el("h2", {}, "Hyperparameters vs objectives"), body);
+}
+
 // --- trials table ----------------------------------------------------------------------------
 
 function trialsCard(sweep) {
   const metric = metricOf(sweep.spec);
+  const objectives = objectivesOf(sweep.spec);
   const bestId = sweep.best_trial && sweep.best_trial.id;
+  const onFront = frontIds();
   const hpKeys = [];
   for (const t of view.trials) for (const key of Object.keys(flatten(t.hyperparameters))) if (!hpKeys.includes(key)) hpKeys.push(key);
+  // A multi-objective sweep has a column per objective in place of the one metric.
+  const scoreColumns = objectives.length
+    ? objectives.map((o) => ({
+        key: `objective:${o.name}`,
+        label: o.name,
+        num: true,
+        goal: o.goal,
+        value: (t) => objectiveValues(t, [o])[o.name],
+      }))
+    : [{ key: "metric", label: metric.name || "objective", num: true, goal: metric.goal, value: (t) => t.objective }];
   const columns = [
     { key: "number", label: "#", num: true, value: (t) => t.number },
     { key: "state", label: "state", value: (t) => t.state },
     ...hpKeys.map((key) => ({ key: `hp:${key}`, label: key, num: true, value: (t) => flatten(t.hyperparameters)[key] })),
-    { key: "metric", label: metric.name || "objective", num: true, value: (t) => t.objective },
+    ...scoreColumns,
     { key: "epochs", label: "epochs", num: true, value: (t) => t.epochs },
     { key: "duration", label: "duration", num: true, value: (t) => durationSeconds(t) },
     { key: "wandb", label: "W&B run", sortable: false },
   ];
   const column = columns.find((c) => c.key === view.sort.key) || columns[0];
   // Ties (two trials at the same metric, say) keep trial order in both directions.
-  const sorted = [...view.trials].sort(
+  const frontOnly = objectives.length > 0 && view.frontOnly;
+  const listed = frontOnly ? view.trials.filter((t) => onFront.has(t.id)) : view.trials;
+  const sorted = [...listed].sort(
     (a, b) => compare(column.value(a), column.value(b), view.sort.descending) || a.number - b.number,
   );
   const head = el(
@@ -318,7 +499,7 @@ function trialsCard(sweep) {
           title: sortable ? "Sort" : null,
           onclick: sortable
             ? () => {
-                view.sort = { key: c.key, descending: active ? !view.sort.descending : c.key === "metric" && metric.goal === "maximize" };
+                view.sort = { key: c.key, descending: active ? !view.sort.descending : c.goal === "maximize" };
                 renderIfChanged();
               }
             : null,
@@ -333,7 +514,7 @@ function trialsCard(sweep) {
     return el(
       "tr",
       {
-        class: `clickable${t.id === bestId ? " best" : ""}`,
+        class: `clickable${t.id === bestId ? " best" : ""}${onFront.has(t.id) ? " front" : ""}`,
         "data-trial-id": t.id,
         "data-number": t.number,
         onclick: (event) => {
@@ -343,19 +524,44 @@ function trialsCard(sweep) {
       el("td", { class: "num nowrap" }, swatch(trialColor(t.number)), el("a", { class: "trial-link", href }, `#${t.number}`)),
       el("td", { class: "trial-state" }, stateBadge(t.state)),
       hpKeys.map((key) => el("td", { class: "num mono" }, fmtValue(hps[key]))),
-      el("td", { class: "num trial-metric" }, fmtNumber(t.objective)),
+      objectives.length
+        ? objectives.map((o) =>
+            el("td", { class: "num trial-objective", "data-objective": o.name }, fmtNumber(objectiveValues(t, [o])[o.name])),
+          )
+        : el("td", { class: "num trial-metric" }, fmtNumber(t.objective)),
       el("td", { class: "num trial-epochs" }, String(t.epochs)),
       el("td", { class: "num" }, fmtDuration(durationSeconds(t))),
       el("td", { class: "trial-wandb" }, wandbLink(t.wandb)),
     );
   });
+  const filter = objectives.length
+    ? el(
+        "label",
+        { class: "front-filter", title: "Show only the trials on the Pareto front" },
+        el("input", {
+          id: "front-only",
+          type: "checkbox",
+          checked: view.frontOnly,
+          onchange: (event) => {
+            view.frontOnly = event.target.checked;
+            renderIfChanged();
+          },
+        }),
+        ` front only (${onFront.size})`,
+      )
+    : null;
+  const count = frontOnly ? `${listed.length} of ${view.trials.length}` : String(view.trials.length);
+  let body = el("p", { class: "empty" }, "No trials yet.");
+  if (listed.length) {
+    body = el("div", { class: "table-wrap" }, el("table", { id: "trials-table" }, el("thead", {}, head), el("tbody", {}, rows)));
+  } else if (view.trials.length) {
+    body = el("p", { class: "empty", id: "no-front" }, "No trial is on the Pareto front yet.");
+  }
   return el(
     "div",
     { class: "card" },
-    el("h2", {}, `Trials (${view.trials.length})`),
-    view.trials.length
-      ? el("div", { class: "table-wrap" }, el("table", { id: "trials-table" }, el("thead", {}, head), el("tbody", {}, rows)))
-      : el("p", { class: "empty" }, "No trials yet."),
+    filter ? el("div", { class: "chart-toolbar" }, el("h2", {}, `Trials (${count})`), filter) : el("h2", {}, `Trials (${count})`),
+    body,
   );
 }
 

@@ -1,6 +1,7 @@
-// The sweeps list: name, state, progress by trial state against run_cap, best metric, times.
+// The sweeps list: name, state, progress by trial state against run_cap, best metric (or the
+// size of a multi-objective sweep's Pareto front), times.
 import {
-  ApiError, api, clearNotice, el, fmtNumber, fmtTime, metricOf, poll, progressBar, replace,
+  ApiError, api, clearNotice, el, fmtNumber, fmtTime, metricOf, objectivesOf, poll, progressBar, replace,
   setupPage, showApiError, stateBadge,
 } from "/static/common.js";
 
@@ -93,7 +94,7 @@ function sweepRow(sweep) {
   const href = `/sweeps/${encodeURIComponent(sweep.id)}`;
   const metric = metricOf(sweep.spec);
   const best = sweep.best_trial;
-  const bestCell = best
+  let bestCell = best
     ? el(
         "span",
         {},
@@ -101,6 +102,15 @@ function sweepRow(sweep) {
         el("span", { class: "muted small" }, ` ${metric.name || "metric"} (#${best.number})`),
       )
     : el("span", { class: "muted" }, "\u2013");
+  // A multi-objective sweep has no single best trial: it has a Pareto front.
+  if (objectivesOf(sweep.spec).length > 1 && sweep.pareto_front_size) {
+    const size = sweep.pareto_front_size;
+    bestCell = el(
+      "a",
+      { class: "front-size", href },
+      `${size} ${size === 1 ? "trial" : "trials"} on the Pareto front`,
+    );
+  }
   return el(
     "tr",
     {
