@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
+import signal
+import threading
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -25,16 +28,23 @@ from ktsweep.service.api.write_guard import WriteGuard
 from ktsweep.service.auth import load_or_create_secret
 from ktsweep.service.config import Settings
 from ktsweep.service.db import AsyncConnections, make_engine, make_sessions, migrate
-from ktsweep.service.observability import Metrics, ReportCount
-from ktsweep.service.processes import (
-    FollowerScheduler,
-    ForwardToLeader,
-    LeaderLink,
-    add_internal_routes,
+from ktsweep.service.leadership import (
+    ActiveTerm,
+    LeaseLostError,
+    SchedulerLease,
+    SweepWatcher,
+    active_scheduler,
+    describe,
+    is_shared_database,
+    prepared_database,
 )
+from ktsweep.service.observability import Metrics
 from ktsweep.service.report_writer import ReportWriter
 from ktsweep.service.scheduler import Scheduler
 from ktsweep.service.spec import SpecError
+from ktsweep.service.stateless import ApiScheduler
+
+log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
 SPEC_PARSERS = 2  # specs parsed at once; others wait their turn without holding a thread
@@ -51,9 +61,7 @@ def create_app(
     settings: Settings | None = None,
     executor=None,
     *,
-    leader: LeaderLink | None = None,
-    report_count: ReportCount | None = None,
-    internal_token: str | None = None,
+    scheduler: bool = True,
 ) -> FastAPI:
     """Build the controller app.
 
@@ -61,47 +69,51 @@ def create_app(
         settings: Settings; default read from the environment.
         executor: What runs trials; default a `ktsweep.worker.RayTrialExecutor` on
             `settings.ray_address` (a local Ray when unset).
-        leader: Makes this app a follower of the leader process at the other end (see
-            `ktsweep.service.processes`): it schedules nothing and hands the leader what only the
-            scheduler can do. The leader has already brought the database schema up to date.
-        report_count: Where accepted reports are counted (shared by the API's processes).
-        internal_token: On the leader of several processes: the token its followers show.
+        scheduler: Whether this process also schedules trials (the embedded default of
+            `ktsweep serve`). False (`ktsweep serve --no-scheduler`): it serves the API alone,
+            straight from the database, and wakes the active scheduler (`ktsweep scheduler`) on
+            each write; see `ktsweep.service.stateless`. On PostgreSQL a scheduling app takes
+            the scheduler lease (`ktsweep.service.leadership`) and refuses to start while
+            another scheduler holds it.
     """
     settings = settings or Settings()
     engine = make_engine(settings.database_url)
-    if leader is None:
+    with prepared_database(engine):
         migrate(engine)
-    sessions = make_sessions(engine)
-    with sessions() as session:
-        secret = load_or_create_secret(session, settings.secret)
-    metrics = Metrics(sessions, report_count)
-    if leader is not None:
-        scheduler = FollowerScheduler(secret, leader, metrics)
+        sessions = make_sessions(engine)
+        with sessions() as session:
+            secret = load_or_create_secret(session, settings.secret)
+    metrics = Metrics(sessions)
+    lease = None
+    if not scheduler:
+        runner = ApiScheduler(sessions, secret, metrics)
     else:
-        if executor is None:
-            from ktsweep.worker.ray_runner import RayTrialExecutor
-
-            executor = RayTrialExecutor(settings.ray_address)
-        scheduler = Scheduler(
-            sessions,
-            executor,
-            api_url=settings.api_url,
-            artifact_dir=settings.artifact_dir,
-            wandb_mode=settings.wandb_mode,
-            secret=secret,
-            heartbeat_timeout_s=settings.heartbeat_timeout_s,
-            metrics=metrics,
-            checkpoint_every_s=settings.checkpoint_every_s,
-            report_every_s=settings.report_every_s,
-        )
-
+        runner = _make_scheduler(settings, sessions, executor, secret, metrics)
+        if is_shared_database(settings.database_url):
+            lease = SchedulerLease(settings.database_url)
     connections = AsyncConnections(engine)
     reports = ReportWriter(connections)
 
+    term = None
+    if lease is not None:
+        term = ActiveTerm(
+            lease, SweepWatcher(runner, sessions), settings.scheduler_poll_s, _stop_this_process
+        )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        scheduler.start()
-        scheduler.learn_report_rules()
+        if lease is not None and not lease.try_acquire():
+            with sessions() as session:
+                other = describe(active_scheduler(session))
+            lease.release()
+            raise RuntimeError(
+                f"another scheduler is active on this database ({other}); start this API "
+                "with `ktsweep serve --no-scheduler`, or stop that scheduler first."
+            )
+        runner.start()
+        runner.learn_report_rules()
+        if term is not None:
+            term.start()
         await connections.open(warm_up=store.warm_up_reads)
         # Everything loaded so far (TensorFlow, Ray, ...) lives as long as the process; left
         # to the collector, each full collection walks it all and stalls every request.
@@ -111,11 +123,13 @@ def create_app(
         finally:
             gc.unfreeze()  # what this app held can be collected again once it stops
             await reports.close()
-            scheduler.stop()
+            if term is not None:
+                term.stop()
+            runner.stop()
+            if lease is not None:
+                lease.release()
             await connections.dispose()
             engine.dispose()
-            if leader is not None:
-                await leader.close()
 
     app = FastAPI(
         title="ktsweep",
@@ -127,13 +141,13 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
     )
-    role = "follower" if leader is not None else "scheduler"
+    role = "scheduler" if scheduler else "api"
     app.state.settings = settings
     app.state.connections = connections
     app.state.sessions = sessions
     app.state.reports = reports
     app.state.sweep_goals = {}  # sweep id -> metric goal, for listing trials by metric
-    app.state.scheduler = scheduler
+    app.state.scheduler = runner
     app.state.metrics = metrics
     # Specs are parsed on worker threads, a few at a time: a large one never stalls the loop.
     app.state.spec_parsers = anyio.CapacityLimiter(SPEC_PARSERS)
@@ -143,42 +157,50 @@ def create_app(
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:
-        """The process is up; which process answered (`role` "scheduler" or "follower", and
-        its `pid`: see `ktsweep serve --processes`)."""
+        """The process is up; which process answered (`role` "scheduler": it serves the API and
+        schedules; "api": `ktsweep serve --no-scheduler`), and its `pid`."""
         return {"status": "ok", "role": role, "pid": os.getpid()}
 
     @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready yet."}})
     def readyz(request: Request):
-        """Ready to take sweeps: the database answers and Ray is connected. What is not ready
-        is said only to a caller who may read (the status code is for probes)."""
+        """Ready to take sweeps: the database answers and a scheduler is active (here, with
+        Ray connected; or the one `ktsweep scheduler` that holds the lease). On PostgreSQL,
+        `scheduler` names the active scheduler (`host`, `pid`, `since`). What is not ready,
+        and who schedules, is said only to a caller who may read (the status code is for
+        probes)."""
         problems = []
+        active = None
         try:
             with sessions() as session:
                 session.execute(text("SELECT 1"))
+                if not scheduler or lease is not None:
+                    active = active_scheduler(session)
         except Exception as exc:
             problems.append(f"database: {exc}")
-        import ray
+        if scheduler:
+            import ray
 
-        if not ray.is_initialized():
-            problems.append("ray: not connected")
-        if not scheduler.is_alive:
-            problems.append("scheduler: not running")
+            if not ray.is_initialized():
+                problems.append("ray: not connected")
+            if not runner.is_alive:
+                problems.append("scheduler: not running")
+        elif active is None and not problems:
+            problems.append("scheduler: none is active on this database; start `ktsweep scheduler`")
         if problems:
-            content = {"status": "not ready"}
+            content: dict[str, Any] = {"status": "not ready"}
             if may_read(request):
                 content["problems"] = problems
             return SafeJSONResponse(status_code=503, content=content)
-        return {"status": "ready"}
+        answer: dict[str, Any] = {"status": "ready"}
+        if active is not None and may_read(request):
+            answer["scheduler"] = active
+        return answer
 
     @app.get("/metrics", tags=["health"], response_class=Response, dependencies=[ReadAccess])
     def prometheus_metrics():
         """Prometheus metrics: trials by state, scheduling latency, reports, Ray resources."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    if leader is not None:
-        app.add_middleware(ForwardToLeader, leader=leader)
-    if internal_token is not None:
-        add_internal_routes(app, internal_token)
     app.add_middleware(WriteGuard, allowed_origins=settings.origins)
     # Added last, so outermost: a body too large is refused before anything else sees it.
     app.add_middleware(
@@ -191,6 +213,90 @@ def create_app(
     _install_openapi(app)
     _install_docs(app)
     return app
+
+
+def _make_scheduler(settings: Settings, sessions, executor, secret: str, metrics) -> Scheduler:
+    if executor is None:
+        from ktsweep.worker.ray_runner import RayTrialExecutor
+
+        executor = RayTrialExecutor(settings.ray_address)
+    return Scheduler(
+        sessions,
+        executor,
+        api_url=settings.api_url,
+        artifact_dir=settings.artifact_dir,
+        wandb_mode=settings.wandb_mode,
+        secret=secret,
+        heartbeat_timeout_s=settings.heartbeat_timeout_s,
+        metrics=metrics,
+        checkpoint_every_s=settings.checkpoint_every_s,
+        report_every_s=settings.report_every_s,
+    )
+
+
+def _stop_this_process(exc: LeaseLostError) -> None:
+    """The lease broke: another scheduler may take over, so this process stops scheduling
+    (and serving) now; its supervisor starts it again."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def create_api_app() -> FastAPI:
+    """The API without a scheduler, with settings from the environment: what each process of
+    `ktsweep serve --no-scheduler --workers N` serves (uvicorn builds it by this name)."""
+    return create_app(scheduler=False)
+
+
+def run_scheduler(settings: Settings, stopping: threading.Event, executor=None) -> int:
+    """`ktsweep scheduler`: stand by until this process holds the scheduler lease, then
+    schedule until `stopping` is set. Returns the exit status: 0 when stopped, 1 when the
+    lease was lost (another scheduler may be active now).
+
+    The caller has connected Ray (from the main thread)."""
+    engine = make_engine(settings.database_url)
+    with prepared_database(engine):
+        migrate(engine)
+        sessions = make_sessions(engine)
+        with sessions() as session:
+            secret = load_or_create_secret(session, settings.secret)
+    lease = SchedulerLease(settings.database_url)
+    said = None
+    try:
+        while not stopping.is_set():
+            try:
+                if lease.try_acquire():
+                    break
+                with sessions() as session:
+                    other = describe(active_scheduler(session))
+            except Exception as exc:  # the database is down: keep trying, as a standby does
+                other = f"unknown: the database cannot be reached ({exc})"
+            if other != said:
+                log.info("standing by; the active scheduler is %s", other)
+                said = other
+            stopping.wait(settings.takeover_poll_s)
+        if stopping.is_set():
+            return 0
+        log.info("this process is now the active scheduler: %s", describe(lease.identity))
+        runner = _make_scheduler(settings, sessions, executor, secret, Metrics(sessions))
+        lost: list[LeaseLostError] = []
+
+        def on_lost(exc: LeaseLostError) -> None:
+            lost.append(exc)
+            stopping.set()
+
+        term = ActiveTerm(lease, SweepWatcher(runner, sessions), settings.scheduler_poll_s, on_lost)
+        runner.start()
+        try:
+            runner.learn_report_rules()
+            term.start()
+            while not stopping.wait(1.0):
+                pass
+        finally:
+            term.stop()
+            runner.stop()
+        return 1 if lost else 0
+    finally:
+        lease.release()
+        engine.dispose()
 
 
 # Swagger UI and ReDoc load their scripts from a CDN. On the dashboard's origin such a script

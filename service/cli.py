@@ -1,4 +1,5 @@
-"""The `ktsweep` command line: run a sweep here (`run`), or serve the API (`serve`)."""
+"""The `ktsweep` command line: run a sweep here (`run`), serve the API (`serve`), or run the
+scheduler alone (`scheduler`)."""
 
 from __future__ import annotations
 
@@ -79,14 +80,22 @@ def run(
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    processes: Annotated[
+    scheduler: Annotated[
+        bool,
+        typer.Option(
+            "--scheduler/--no-scheduler",
+            help="Also schedule trials in this process (the default). --no-scheduler serves "
+            "the API alone, against a PostgreSQL that `ktsweep scheduler` schedules from.",
+        ),
+    ] = True,
+    workers: Annotated[
         int | None,
         typer.Option(
-            "--processes",
+            "--workers",
             min=1,
             max=64,
-            help="Processes serving the API (default KTSWEEP_API_PROCESSES or 1). One also "
-            "schedules trials; the others serve reads and worker reports.",
+            help="Processes serving the API, with --no-scheduler (default KTSWEEP_API_WORKERS "
+            "or 1).",
         ),
     ] = None,
     access_log: Annotated[
@@ -97,20 +106,47 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve the REST API (the controller), scheduling trials on Ray."""
+    """Serve the REST API (the controller); by default this process also schedules trials on
+    Ray."""
     _require_backend()
     import uvicorn
 
     from ktsweep.service.app import create_app
+    from ktsweep.service.compat.uvicorn import HTTP_PROTOCOL
     from ktsweep.service.config import Settings
-    from ktsweep.service.http_protocol import HTTP_PROTOCOL
+    from ktsweep.service.leadership import require_shared_database
     from ktsweep.service.observability import configure_logging
 
     settings = Settings()
-    if processes is not None:
-        settings.api_processes = processes
+    if workers is not None:
+        settings.api_workers = workers
     if access_log is not None:
         settings.access_log = access_log
+        os.environ["KTSWEEP_ACCESS_LOG"] = "1" if access_log else "0"  # for --workers
+    if os.environ.get("KTSWEEP_API_PROCESSES"):
+        console.print(
+            "[yellow]KTSWEEP_API_PROCESSES is no longer read.[/] For more than one API process, "
+            "run `ktsweep scheduler` and `ktsweep serve --no-scheduler --workers N` (or "
+            "KTSWEEP_API_WORKERS) against PostgreSQL."
+        )
+    if scheduler and settings.api_workers > 1:
+        if workers is not None:
+            console.print(
+                "[red]--workers serves the API alone:[/] add --no-scheduler, and run the "
+                "scheduler as `ktsweep scheduler` (both against PostgreSQL)."
+            )
+            raise typer.Exit(2)
+        console.print(
+            "[yellow]KTSWEEP_API_WORKERS applies to `ktsweep serve --no-scheduler`;[/] this "
+            "process serves the API and schedules, alone."
+        )
+        settings.api_workers = 1
+    if not scheduler:
+        try:
+            require_shared_database(settings.database_url, "`ktsweep serve --no-scheduler`")
+        except ValueError as exc:
+            console.print(str(exc), style="red", markup=False, soft_wrap=True, highlight=False)
+            raise typer.Exit(2) from None
     if not settings.tokens and not is_loopback(host):
         console.print(
             f"[red]Refusing to listen on {host} without API tokens.[/] Anyone who can reach it "
@@ -119,28 +155,78 @@ def serve(
         )
         raise typer.Exit(2)
     configure_logging()
-    _connect_ray(settings.ray_address)  # here, so an unreachable cluster is one line, not a hang
+    if scheduler:
+        _connect_ray(settings.ray_address)  # here: an unreachable cluster is one line, not a hang
     if settings.api_url is None:
         reachable = socket.gethostname() if host in ("0.0.0.0", "::") else host
         settings.api_url = f"http://{reachable}:{port}"
     made_up = None if settings.tokens else _make_up_token(settings, host, port)
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        "access_log": settings.access_log,
+        "http": HTTP_PROTOCOL,
+        "limit_concurrency": settings.max_concurrency,
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+    }
     try:
-        if settings.api_processes == 1:
+        if settings.api_workers > 1:
+            # uvicorn's own process manager: each process builds the app from the environment.
             uvicorn.run(
-                create_app(settings),
-                host=host,
-                port=port,
-                log_level="info",
-                access_log=settings.access_log,
-                http=HTTP_PROTOCOL,
-                limit_concurrency=settings.max_concurrency,
-                h11_max_incomplete_event_size=settings.max_header_bytes,
+                "ktsweep.service.app:create_api_app",
+                factory=True,
+                workers=settings.api_workers,
+                **options,
             )
-            return
-        _serve_processes(settings, host, port)
+        else:
+            uvicorn.run(create_app(settings, scheduler=scheduler), **options)
     finally:
         if made_up is not None:
             remove_token(port, made_up)
+
+
+@app.command("scheduler")
+def scheduler_command(
+    api_url: Annotated[
+        str | None,
+        typer.Option(
+            "--api-url",
+            help="The API's URL that trials report to (default KTSWEEP_API_URL).",
+        ),
+    ] = None,
+) -> None:
+    """Run only the scheduler (the Ray driver), against a PostgreSQL that `ktsweep serve
+    --no-scheduler` processes serve the API from. Several may run: one schedules, the others
+    stand by and take over when it dies."""
+    _require_backend()
+    import signal
+
+    from ktsweep.service.app import run_scheduler
+    from ktsweep.service.config import Settings
+    from ktsweep.service.leadership import require_shared_database
+    from ktsweep.service.observability import configure_logging
+
+    settings = Settings()
+    if api_url is not None:
+        settings.api_url = api_url
+    try:
+        require_shared_database(settings.database_url, "`ktsweep scheduler`")
+    except ValueError as exc:
+        console.print(str(exc), style="red", markup=False, soft_wrap=True, highlight=False)
+        raise typer.Exit(2) from None
+    if not settings.api_url:
+        console.print(
+            "[red]Trials report to the API:[/] give its URL with --api-url or KTSWEEP_API_URL "
+            "(the address of `ktsweep serve --no-scheduler`, or of its load balancer)."
+        )
+        raise typer.Exit(2)
+    configure_logging()
+    _connect_ray(settings.ray_address)
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    raise typer.Exit(run_scheduler(settings, stopping))
 
 
 def _make_up_token(settings, host: str, port: int, announce: bool = True) -> str:
@@ -148,7 +234,7 @@ def _make_up_token(settings, host: str, port: int, announce: bool = True) -> str
     file only this user can read, where `ktsweep` commands and `Client` find it."""
     token = new_token()
     settings.api_tokens = token
-    # The API's other processes read it; trial code never does (`secrets_hidden`).
+    # The API's other processes (`--workers`) read it; trial code never does (`secrets_hidden`).
     os.environ["KTSWEEP_API_TOKENS"] = token
     path = write_token(port, token)
     if announce:
@@ -161,89 +247,6 @@ def _make_up_token(settings, host: str, port: int, announce: bool = True) -> str
             highlight=False,
         )
     return token
-
-
-def _serve_processes(settings, host: str, port: int) -> None:
-    """The leader in this process, `settings.api_processes - 1` followers in child processes,
-    all on host:port (see `ktsweep.service.processes`)."""
-    import multiprocessing
-    import shutil
-    import tempfile
-
-    from ktsweep.service import processes
-    from ktsweep.service.app import create_app
-    from ktsweep.service.balancer import ConnectionBalancer, balanced_server
-    from ktsweep.service.observability import ReportCount
-
-    try:
-        processes.check_port_free(host, port)
-    except OSError as exc:
-        console.print(
-            f"[red]Cannot listen on {host}:{port}: {exc.strerror}.[/] Stop what uses it, or "
-            "pick another --port."
-        )
-        raise typer.Exit(2) from None
-    token = processes.new_internal_token()
-    folder = tempfile.mkdtemp(prefix="ktsweep-leader-")  # readable by this user only
-    socket_path = os.path.join(folder, "leader.sock")
-    context = multiprocessing.get_context("spawn")
-    slots = [context.Value("Q", 0) for _ in range(settings.api_processes)]
-    connections = context.RawArray("q", settings.api_processes)  # held by each process
-    # Built before any follower starts: it brings the schema up to date and makes the secret.
-    app = create_app(settings, report_count=ReportCount(slots, 0), internal_token=token)
-    sockets = [processes.bind_tcp(host, port), processes.bind_unix(socket_path)]
-
-    def follower(index: int):
-        return context.Process(
-            target=processes.run_follower,
-            args=(
-                settings.model_dump(),
-                host,
-                port,
-                socket_path,
-                token,
-                slots,
-                connections,
-                index,
-                os.getpid(),
-            ),
-            name=f"ktsweep-api-{index}",
-            daemon=True,
-        )
-
-    followers = {index: follower(index) for index in range(1, settings.api_processes)}
-    for process in followers.values():
-        process.start()
-    stopping = threading.Event()
-
-    def restart_dead_followers() -> None:
-        """A follower that died (killed, out of memory) is started again, in its place."""
-        while not stopping.wait(1.0):
-            for index, process in list(followers.items()):
-                if process.is_alive() or stopping.is_set():
-                    continue
-                logging.getLogger("ktsweep.service.cli").warning(
-                    "API process %d (pid %s) exited with code %s; starting it again",
-                    index,
-                    process.pid,
-                    process.exitcode,
-                )
-                connections[index] = 0  # it holds no connection any more
-                followers[index] = follower(index)
-                followers[index].start()
-
-    threading.Thread(target=restart_dead_followers, name="ktsweep-supervisor", daemon=True).start()
-    try:
-        balancer = ConnectionBalancer(connections, 0, folder)
-        server = balanced_server(app, balancer, log_level="info", access_log=settings.access_log)
-        server.run(sockets=sockets)
-    finally:
-        stopping.set()
-        for process in list(followers.values()):
-            process.terminate()
-        for process in list(followers.values()):
-            process.join(timeout=15)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 UrlOption = Annotated[
@@ -473,8 +476,8 @@ def _start_embedded_server(database_url: str | None, artifact_dir: Path | None):
     import uvicorn
 
     from ktsweep.service.app import create_app
+    from ktsweep.service.compat.uvicorn import HTTP_PROTOCOL
     from ktsweep.service.config import Settings
-    from ktsweep.service.http_protocol import HTTP_PROTOCOL
 
     overrides: dict[str, Any] = {}
     if database_url:

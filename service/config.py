@@ -35,9 +35,14 @@ class Settings(BaseSettings):
             the end of an epoch; the last epoch always): what a lost trial may have to redo.
         report_every_s: The least time between two background reports of a trial (sweeps
             without an early-termination rule); 0 sends every epoch's report. Default 1.
-        api_processes: Processes serving the API (`ktsweep serve --processes`). One of them
-            also schedules trials; the others serve reads and worker reports and hand it the
-            rest. Default 1.
+        api_workers: Processes serving the API without a scheduler (`ktsweep serve
+            --no-scheduler --workers N`), under uvicorn's own process manager. Default 1.
+        takeover_poll_s: How often a standby `ktsweep scheduler` tries to become the active
+            one: with the active scheduler killed, a standby takes over within about this
+            many seconds. Default 2.
+        scheduler_poll_s: The most seconds the active scheduler goes without looking for
+            sweeps submitted, paused, resumed or cancelled by the API's processes when no
+            wake-up (PostgreSQL `NOTIFY`) reached it. Default 5.
         access_log: Log every HTTP request (uvicorn's access log). Default on.
         max_spec_bytes: The largest sweep spec body (`POST /sweeps`) accepted, in bytes; a
             larger one gets 413 before it is read. Default 1 MiB (1048576).
@@ -73,7 +78,9 @@ class Settings(BaseSettings):
     heartbeat_timeout_s: float = 600.0
     checkpoint_every_s: float = Field(default=10.0, ge=0)
     report_every_s: float = Field(default=1.0, ge=0)
-    api_processes: int = Field(default=1, ge=1, le=64)
+    api_workers: int = Field(default=1, ge=1, le=64)
+    takeover_poll_s: float = Field(default=2.0, gt=0, le=60)
+    scheduler_poll_s: float = Field(default=5.0, gt=0, le=300)
     access_log: bool = True
     max_spec_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_report_bytes: int = Field(default=16 * 1024, ge=1024)

@@ -20,7 +20,20 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from ktsweep.lifecycle import ACTIVE_STATES, INITIAL_STATE, TrialState
 from ktsweep.service.db import Base
+
+__all__ = [
+    "ACTIVE_TRIAL_STATES",
+    "ControllerSetting",
+    "Sweep",
+    "SweepState",
+    "Trial",
+    "TrialReport",
+    "TrialState",
+    "UTCDateTime",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
@@ -52,20 +65,8 @@ class SweepState(str, enum.Enum):
     FAILED = "failed"
 
 
-class TrialState(str, enum.Enum):
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    STOPPED = "stopped"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_active(self) -> bool:
-        return self in (TrialState.PENDING, TrialState.RUNNING)
-
-
-ACTIVE_TRIAL_STATES = (TrialState.PENDING.value, TrialState.RUNNING.value)
+# A trial's states and their transitions live in `ktsweep.lifecycle` (the workers use them too).
+ACTIVE_TRIAL_STATES = ACTIVE_STATES
 
 
 class Sweep(Base):
@@ -92,7 +93,7 @@ class Trial(Base):
     id: Mapped[str] = mapped_column(String(48), primary_key=True)
     sweep_id: Mapped[str] = mapped_column(ForeignKey("sweeps.id"))
     number: Mapped[int] = mapped_column(Integer)
-    state: Mapped[str] = mapped_column(String(16), default=TrialState.PENDING.value)
+    state: Mapped[str] = mapped_column(String(16), default=INITIAL_STATE.value)
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     objective: Mapped[float | None] = mapped_column(Float)

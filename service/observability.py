@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
+import threading
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -36,30 +36,20 @@ class Metrics:
 
 
 class ReportCount:
-    """Worker reports accepted, counted across the API's processes in shared memory.
+    """Worker reports accepted by this process (each API process counts its own: Prometheus
+    scrapes each, and sums them)."""
 
-    Each process adds to its own slot of `slots` (a list of `multiprocessing.Value("Q")`,
-    created before the processes start); `total` sums them all, for the process that serves
-    `/metrics`.
-
-    Args:
-        slots: One shared counter per process; default one, for a single process.
-        index: This process's slot. Default 0.
-    """
-
-    def __init__(self, slots: list | None = None, index: int = 0):
-        if slots is None:
-            slots = [multiprocessing.Value("Q", 0)]
-        self.slots = slots
-        self._own = slots[index]
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._count = 0
 
     def inc(self) -> None:
-        with self._own.get_lock():
-            self._own.value += 1
+        with self._lock:
+            self._count += 1
 
     @property
     def total(self) -> int:
-        return sum(slot.value for slot in self.slots)
+        return self._count
 
 
 class _ReportsCollector:

@@ -82,6 +82,11 @@ INT32_MAX = 2**31 - 1  # epochs and steps: the database's integer columns
 MAX_RUN_CAP = 1_000_000
 MAX_PARALLELISM = 10_000
 MAX_SEED = 2**32 - 1  # NumPy's seeds, which the model-based methods pass it to
+MAX_PRIOR_SWEEPS = 10  # earlier sweeps one spec may warm-start from (`prior_sweeps`)
+# A sweep id as `ktsweep.service.sweeps` writes it (the database column holds 32 characters).
+_SWEEP_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+# Methods that learn from earlier sweeps' trials (random takes them too, and needs none).
+METHODS_WITH_PRIOR_SWEEPS = ("random", "bayes", "tpe", "custom")
 _MAX_PROBLEMS = 20  # a spec with thousands of bad values gets the first ones
 
 
@@ -140,9 +145,11 @@ class SchedulerSpec(_Strict):
     """W&B's `scheduler` section of a `method: custom` sweep: the engine that picks trials.
 
     `engine: optuna` runs here: an Optuna study whose directions are the sweep's goals, with
-    NSGA-II for several objectives and TPE for one, over the spec's `parameters`. `source`,
-    `optimizer` and `search_space` name user code (a Python file and functions in it); they are
-    refused for now, and never imported by the controller.
+    NSGA-II for several objectives and TPE for one, over the spec's `parameters`. `engine: ax`
+    runs Ax's client when `ktsweep[ax]` is installed. `source`, `optimizer` and `search_space`
+    name user code (a Python file inside an allowed program folder, and functions in it): the
+    controller never imports it; it runs in a child process of the sweep's own, without the
+    controller's secrets and with a time limit on each call (`user_code_search`).
     """
 
     engine: Literal["optuna", "ax", "wandb"]
@@ -322,6 +329,8 @@ class SweepSpec(_Strict):
     parallelism: int = Field(1, ge=1, le=MAX_PARALLELISM)
     seed: int | None = Field(None, ge=0, le=MAX_SEED)
     hyperband: HyperbandSection | None = None
+    # Earlier sweeps whose completed trials the search method learns first (W&B's `prior_runs`).
+    prior_sweeps: list[Any] | None = None
     trial: TrialSection | None = None
     wandb: WandbSection = WandbSection()
     callbacks: CallbacksSection = CallbacksSection()
@@ -682,6 +691,58 @@ def check_spec(spec: SweepSpec) -> list[SpecProblem]:
         problems.extend(_check_hyperband_stopping(spec.early_terminate))
     if spec.hyperband is not None:
         problems.extend(_check_hyperband_method(spec))
+    if spec.prior_sweeps is not None:
+        problems.extend(check_prior_sweeps(spec))
+    return problems
+
+
+def check_prior_sweeps(spec: SweepSpec) -> list[SpecProblem]:
+    """The shape of `prior_sweeps`: at most `MAX_PRIOR_SWEEPS` (10) distinct sweep ids, for a
+    method that learns from trials.
+
+    Whether each sweep exists is checked against the database at submission
+    (`ktsweep.service.search.warm_start.missing_prior_sweeps`), not here.
+    """
+    problems: list[SpecProblem] = []
+    ids = spec.prior_sweeps or []
+    if len(ids) > MAX_PRIOR_SWEEPS:
+        problems.append(
+            SpecProblem(
+                path="prior_sweeps",
+                message=f"`prior_sweeps` names {len(ids)} sweeps; a sweep warm-starts from at "
+                f"most {MAX_PRIOR_SWEEPS}: keep the ones closest to this sweep's space.",
+            )
+        )
+        return problems
+    seen: set[str] = set()
+    for index, sweep_id in enumerate(ids):
+        if not isinstance(sweep_id, str) or not _SWEEP_ID.match(sweep_id):
+            problems.append(
+                SpecProblem(
+                    path=f"prior_sweeps.{index}",
+                    message=f"{json.dumps(sweep_id, default=str)[:80]} is not a sweep id; give "
+                    "the id of an earlier sweep of this controller (as `GET /sweeps` lists "
+                    "it, e.g. '3f2a9c1b7d4e').",
+                )
+            )
+        elif sweep_id in seen:
+            problems.append(
+                SpecProblem(
+                    path=f"prior_sweeps.{index}",
+                    message=f"sweep '{sweep_id}' is listed twice; name each earlier sweep once.",
+                )
+            )
+        else:
+            seen.add(sweep_id)
+    if spec.method not in METHODS_WITH_PRIOR_SWEEPS:
+        problems.append(
+            SpecProblem(
+                path="prior_sweeps",
+                message=f"method '{spec.method}' does not learn from earlier trials; warm "
+                f"starts work with {', '.join(METHODS_WITH_PRIOR_SWEEPS[1:])} (and random, "
+                "which needs none): change `method`, or remove `prior_sweeps`.",
+            )
+        )
     return problems
 
 
@@ -764,9 +825,6 @@ def _check_metrics_list(spec: SweepSpec) -> list[SpecProblem]:
     return problems
 
 
-_USER_CODE_FIELDS = ("source", "optimizer", "search_space")
-
-
 def _check_scheduler(spec: SweepSpec) -> list[SpecProblem]:
     scheduler = spec.scheduler
     problems: list[SpecProblem] = []
@@ -794,28 +852,16 @@ def _check_scheduler(spec: SweepSpec) -> list[SpecProblem]:
                 "servers; use `engine: optuna` (it runs here, with the same `metrics`).",
             )
         )
-    elif scheduler.engine == "ax":
-        if importlib.util.find_spec("ax") is None:
-            message = (
-                "engine 'ax' needs the Ax platform: install it with `pip install "
-                "'ktsweep[ax]'` on the controller, or use `engine: optuna`."
+    elif scheduler.engine == "ax" and importlib.util.find_spec("ax") is None:
+        problems.append(
+            SpecProblem(
+                path="scheduler.engine",
+                message="engine 'ax' needs the Ax platform: install it with `pip install "
+                "'ktsweep[ax]'` on the controller, or use `engine: optuna`.",
             )
-        else:
-            message = (
-                "engine 'ax' is not supported by this version of ktsweep yet; use "
-                "`engine: optuna` (NSGA-II for several objectives, TPE for one)."
-            )
-        problems.append(SpecProblem(path="scheduler.engine", message=message))
-    for field in _USER_CODE_FIELDS:
-        if getattr(scheduler, field) is not None:
-            problems.append(
-                SpecProblem(
-                    path=f"scheduler.{field}",
-                    message=f"scheduler code (`{field}`) is not supported yet; remove it, "
-                    "describe the space in `parameters`, and `engine: optuna` builds the "
-                    "study from the sweep's goals.",
-                )
-            )
+        )
+    # `source`, `optimizer` and `search_space` are checked against the operator's folders, and
+    # imported in a child process, at submission (`user_code_search.check_scheduler_code`).
     return problems
 
 

@@ -32,6 +32,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
 
+from ktsweep.lifecycle import STOP_REPORTING_STATES, STORED_STATES
 from ktsweep.service.db import json_dumps
 from ktsweep.service.models import (
     ACTIVE_TRIAL_STATES,
@@ -44,6 +45,11 @@ from ktsweep.service.models import (
 )
 from ktsweep.service.pareto import objective_values, pareto_front
 from ktsweep.service.spec import ObjectiveSpec, SweepSpec, parse_spec
+from ktsweep.service.trial_states import (
+    move_trials,
+    start_reported_trial_statement,
+    start_trials,
+)
 
 
 class NotFoundError(LookupError):
@@ -94,7 +100,7 @@ def trial_counts(session: Session, sweep_id: str) -> dict[str, int]:
     rows = session.execute(
         select(Trial.state, func.count()).where(Trial.sweep_id == sweep_id).group_by(Trial.state)
     ).all()
-    counts = {state.value: 0 for state in TrialState}
+    counts = dict.fromkeys(STORED_STATES, 0)
     counts.update({state: count for state, count in rows})
     counts["total"] = sum(count for _, count in rows)
     return counts
@@ -247,73 +253,37 @@ def record_report(
     metrics: dict[str, float | None],
     checkpoint: str | None = None,
 ) -> str:
-    """Store one step's metrics for a running trial; returns "continue" or "stop"."""
-    trial = locked_trial(session, trial_id)
-    if trial.state in (TrialState.CANCELLED.value, TrialState.STOPPED.value):
-        return "stop"
-    if trial.state not in ACTIVE_TRIAL_STATES:
-        raise ConflictError(f"trial '{trial_id}' is {trial.state}; it takes no more reports.")
-    _upsert_report(session, trial_id, step, metrics)
-    # One conditional UPDATE, so concurrent reports never move a trial back to an older step.
-    changes: dict[str, Any] = {"heartbeat_at": utcnow()}
-    if checkpoint:
-        changes["checkpoint"] = checkpoint
-    if trial.state == TrialState.PENDING.value:
-        changes["state"] = TrialState.RUNNING.value
-        changes["started_at"] = trial.started_at or utcnow()
-    session.execute(update(Trial).where(Trial.id == trial_id).values(**changes))
-    session.execute(
-        update(Trial)
-        .where(Trial.id == trial_id, Trial.epochs <= step)
-        .values(
-            metrics=metrics,
-            epochs=step,
-            objective=_objective(metrics, metric_goal(trial.sweep)[0]),
-        )
-    )
-    sweep_state = trial.sweep.state
+    """Store one step's metrics for a trial and commit; returns "continue" or "stop".
+
+    The same store as a batch of reports (`record_reports`), for one report.
+
+    Raises:
+        NotFoundError: No trial has this id.
+        ConflictError: The trial has ended (completed or failed): it takes no more reports.
+    """
+    outcome = record_reports(
+        session.connection(), [ReportIn(trial_id, step, metrics, checkpoint)], {}
+    )[0]
     session.commit()
-    return "stop" if sweep_state == SweepState.CANCELLED.value else "continue"
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome.action
 
 
-def _insert_reports_not_stored(session: Session):
-    """An INSERT of report rows that skips each (trial, step) already stored."""
-    dialect = session.get_bind().dialect.name
+@functools.cache
+def _insert_reports(dialect: str, replace: bool):
+    """The INSERT of report rows for `dialect`, where a (trial, step) already stored gets the
+    new metrics (`replace`) or stays as it is."""
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
+    else:
         from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - other databases: the caller read the stored steps first
-        return TrialReport.__table__.insert()
-    return insert(TrialReport).on_conflict_do_nothing(index_elements=["trial_id", "step"])
-
-
-def _upsert_report(
-    session: Session, trial_id: str, step: int, metrics: dict[str, float | None]
-) -> None:
-    """Insert the step's report, or replace it when the step was reported before."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - other databases: read, then write
-        existing = session.scalars(
-            select(TrialReport).where(TrialReport.trial_id == trial_id, TrialReport.step == step)
-        ).first()
-        if existing is None:
-            session.add(TrialReport(trial_id=trial_id, step=step, metrics=metrics))
-        else:
-            existing.metrics = metrics
-        return
-    statement = insert(TrialReport).values(
-        trial_id=trial_id, step=step, metrics=metrics, created_at=utcnow()
-    )
-    session.execute(
-        statement.on_conflict_do_update(
+    statement = insert(_reports)
+    if replace:
+        return statement.on_conflict_do_update(
             index_elements=["trial_id", "step"], set_={"metrics": statement.excluded.metrics}
         )
-    )
+    return statement.on_conflict_do_nothing(index_elements=["trial_id", "step"])
 
 
 # A report's step is stored in an integer column and becomes the trial's `epochs`; a step
@@ -357,25 +327,15 @@ class ReportRecorded:
 _trials = Trial.__table__
 _reports = TrialReport.__table__
 _AT_OR_AFTER = _trials.c.epochs <= bindparam("r_step", type_=Integer)
-_WAS_PENDING = _trials.c.state == TrialState.PENDING.value
-# One statement per report: heartbeat, checkpoint, pending -> running, and the latest metrics
-# unless a newer step was reported already (SET expressions all read the row's old values).
+# One statement per report: heartbeat, checkpoint, and the latest metrics unless a newer step
+# was reported already (SET expressions all read the row's old values). A pending trial's start
+# is written by the one writer of states (`trial_states.start_trials`).
 _UPDATE_TRIAL_ON_REPORT = (
     update(_trials)
     .where(_trials.c.id == bindparam("r_trial_id"))
     .values(
         heartbeat_at=bindparam("r_now", type_=_trials.c.heartbeat_at.type),
         checkpoint=func.coalesce(bindparam("r_checkpoint", type_=Text), _trials.c.checkpoint),
-        state=case((_WAS_PENDING, TrialState.RUNNING.value), else_=_trials.c.state),
-        started_at=case(
-            (
-                _WAS_PENDING,
-                func.coalesce(
-                    _trials.c.started_at, bindparam("r_now", type_=_trials.c.started_at.type)
-                ),
-            ),
-            else_=_trials.c.started_at,
-        ),
         metrics=case((_AT_OR_AFTER, bindparam("r_metrics", type_=JSON)), else_=_trials.c.metrics),
         objective=case(
             (_AT_OR_AFTER, bindparam("r_objective", type_=Float)), else_=_trials.c.objective
@@ -390,19 +350,22 @@ def record_reports(
     reports: Sequence[ReportIn],
     metric_names: dict[str, str | None],
 ) -> list[ReportRecorded | Exception]:
-    """Store a batch of reports in the connection's transaction (the caller commits once).
+    """Store a batch of reports in the connection's transaction (the caller commits once): the
+    one store of reports, for single reports (`record_report`) and batches alike, on SQLite and
+    PostgreSQL.
 
-    Each report has the meaning of `record_report`; its outcome (or the NotFoundError /
-    ConflictError that `record_report` would raise) comes back in the same position. On
-    PostgreSQL the whole batch is one statement (one round trip); elsewhere one SELECT locks
-    the batch's trials, then the report rows and the trial updates go as two executemany
-    statements. `metric_names` caches each sweep's metric name (a spec never changes).
+    For each report of a trial still pending or running: its step's row in `trial_reports`
+    (a step reported again gets the new metrics), the trial's heartbeat and checkpoint, its
+    latest metrics and objective unless a later step was stored already, and a pending trial
+    starts (`pending -> running`). Each report's outcome comes back in its position: a
+    `ReportRecorded` ("stop" for a trial stopped or cancelled, or of a cancelled sweep), or the
+    NotFoundError / ConflictError (the trial has ended) to raise. One SELECT locks the batch's
+    trials (in id order, where the database can), then the report rows and the trial updates go
+    as two executemany statements. `metric_names` caches each sweep's metric name (a spec never
+    changes).
     """
-    if connection.dialect.name == "postgresql":
-        found = _write_reports_in_one_statement(connection, reports)
-    else:
-        found = _lock_trials(connection, sorted({report.trial_id for report in reports}))
-        _write_reports(connection, reports, found, metric_names)
+    found = _lock_trials(connection, sorted({report.trial_id for report in reports}))
+    _write_reports(connection, reports, found, metric_names)
     return [_report_outcome(report, found) for report in reports]
 
 
@@ -414,7 +377,7 @@ def _report_outcome(report: ReportIn, found: _TrialStates) -> ReportRecorded | E
     if report.trial_id not in found:
         return _trial_not_found(report.trial_id)
     state, sweep_id, sweep_state = found[report.trial_id]
-    if state in (TrialState.CANCELLED.value, TrialState.STOPPED.value):
+    if state in STOP_REPORTING_STATES:
         return ReportRecorded("stop", sweep_id)
     if state not in ACTIVE_TRIAL_STATES:
         return ConflictError(f"trial '{report.trial_id}' is {state}; it takes no more reports.")
@@ -479,15 +442,20 @@ def _write_reports(
         }
         for report in accepted
     ]
-    upsert = _upsert_reports_statement(connection.dialect.name)
-    connection.execute(upsert, list(report_rows.values()))
+    connection.execute(_insert_reports(connection.dialect.name, True), list(report_rows.values()))
     connection.execute(_UPDATE_TRIAL_ON_REPORT, trial_updates)
+    pending = {report.trial_id for report in accepted if found[report.trial_id][0] == "pending"}
+    start_trials(connection, sorted(pending), now)
 
 
-# The batch in one statement: lock the trials (in id order), upsert the report rows of the
-# active ones, update those trials as _UPDATE_TRIAL_ON_REPORT does, and return every trial's
-# state from before. Each trial is updated once, from its reports folded in Python: the last
-# report of the highest step brings the metrics, the last checkpoint given wins.
+# `record_reports` on PostgreSQL in one hand-written statement, for the async report path: its
+# connections commit each statement (autocommit), so a batch is atomic only as one statement,
+# and one round trip per batch keeps the API's report rate (bench/api_load.py). It locks the
+# trials (in id order), upserts the report rows of the active ones, updates those trials as
+# _UPDATE_TRIAL_ON_REPORT does, and returns every trial's state from before. Each trial is
+# updated once, from its reports folded in Python: the last report of the highest step brings
+# the metrics, the last checkpoint given wins. A pending trial's start is written after it, by
+# `trial_states`. tests/service/test_report_store.py checks that both give the same rows.
 _WRITE_REPORTS_POSTGRESQL = text(
     """
 WITH locked AS (
@@ -526,9 +494,6 @@ updated AS (
     UPDATE trials AS t SET
         heartbeat_at = :now,
         checkpoint = COALESCE(latest.checkpoint, t.checkpoint),
-        state = CASE WHEN t.state = 'pending' THEN 'running' ELSE t.state END,
-        started_at = CASE WHEN t.state = 'pending' THEN COALESCE(t.started_at, :now)
-                     ELSE t.started_at END,
         metrics = CASE WHEN t.epochs <= latest.step THEN latest.metrics ELSE t.metrics END,
         objective = CASE
             WHEN t.epochs > latest.step THEN t.objective
@@ -544,25 +509,22 @@ SELECT id, state, sweep_id, sweep_state FROM locked
 )
 
 
-def _write_reports_in_one_statement(
-    connection: Connection, reports: Sequence[ReportIn]
-) -> _TrialStates:
-    result = connection.execute(_WRITE_REPORTS_POSTGRESQL, _one_statement_params(reports))
-    return {
-        trial_id: (state, sweep_id, sweep_state)
-        for trial_id, state, sweep_id, sweep_state in result
-    }
-
-
 async def record_reports_in_one_statement(
     fetch: Fetch, reports: Sequence[ReportIn]
 ) -> list[ReportRecorded | Exception]:
-    """`record_reports` on PostgreSQL for async callers: the batch is one statement, so it is
-    atomic even on an autocommit connection."""
-    rows = await fetch(_WRITE_REPORTS_POSTGRESQL, _one_statement_params(reports))
+    """`record_reports` on PostgreSQL for async callers (`AsyncConnections.run`): the batch is
+    one statement, so it is atomic even on an autocommit connection; the pending trials among
+    it then start, one statement each (a trial's first reports only)."""
+    params = _one_statement_params(reports)
+    rows = await fetch(_WRITE_REPORTS_POSTGRESQL, params)
     found = {
         trial_id: (state, sweep_id, sweep_state) for trial_id, state, sweep_id, sweep_state in rows
     }
+    for trial_id in sorted({report.trial_id for report in reports}):
+        if found.get(trial_id, ("",))[0] == "pending":
+            await fetch(
+                start_reported_trial_statement(), {"trial_id": trial_id, "now": params["now"]}
+            )
     return [_report_outcome(report, found) for report in reports]
 
 
@@ -589,18 +551,6 @@ def _one_statement_params(reports: Sequence[ReportIn]) -> dict[str, Any]:
     }
 
 
-@functools.cache
-def _upsert_reports_statement(dialect: str):
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(_reports)
-    return statement.on_conflict_do_update(
-        index_elements=["trial_id", "step"], set_={"metrics": statement.excluded.metrics}
-    )
-
-
 def _trial_not_found(trial_id: str) -> NotFoundError:
     return NotFoundError(
         f"no trial with id '{trial_id}'; list a sweep's trials with "
@@ -612,15 +562,14 @@ def record_heartbeat(session: Session, trial_id: str, node: dict[str, Any] | Non
     """Note that a trial's worker is alive, and on which node when it says; returns "continue"
     or "stop" as for reports."""
     trial = locked_trial(session, trial_id)
-    if trial.state in (TrialState.CANCELLED.value, TrialState.STOPPED.value):
+    if trial.state in STOP_REPORTING_STATES:
         return "stop"
     if trial.state not in ACTIVE_TRIAL_STATES:
         raise ConflictError(f"trial '{trial_id}' is {trial.state}; it takes no more heartbeats.")
     trial.heartbeat_at = utcnow()
     if trial.state == TrialState.PENDING.value and trial.attempts > 0:
         # It waited in a lane and has started (the controller may not know yet).
-        trial.state = TrialState.RUNNING.value
-        trial.started_at = trial.started_at or trial.heartbeat_at
+        start_trials(session, trial_id, trial.heartbeat_at)
     if node:
         trial.node = node
     session.commit()
@@ -664,11 +613,7 @@ def change_sweep_state(session: Session, sweep_id: str, action: str) -> Sweep:
     if action == "cancel":
         # One time for the sweep and the trials it cancels: the caller finds them by it.
         sweep.finished_at = now = utcnow()
-        for trial in session.scalars(
-            select(Trial).where(Trial.sweep_id == sweep_id, Trial.state.in_(ACTIVE_TRIAL_STATES))
-        ):
-            trial.state = TrialState.CANCELLED.value
-            trial.finished_at = now
+        move_trials(session, None, TrialState.CANCELLED, sweep_id=sweep_id, finished_at=now)
     session.commit()
     return sweep
 
@@ -702,15 +647,15 @@ def record_trial_result(
         # A report of one of these steps may be stored meanwhile (the worker's last report,
         # still in flight): that one stays.
         session.execute(
-            _insert_reports_not_stored(session),
+            _insert_reports(session.get_bind().dialect.name, False),
             [
                 {"trial_id": trial_id, "step": step, "metrics": metrics}
                 for step, metrics in missing.items()
             ],
         )
         steps.update(missing)
-    if trial.state != TrialState.CANCELLED.value:
-        trial.state = result["state"]
+    # A cancelled trial stays cancelled: the table allows no change out of an ended state.
+    move_trials(session, trial_id, result["state"], only_from=ACTIVE_TRIAL_STATES)
     if result.get("metrics"):
         trial.metrics = result["metrics"]
         if metric is None:

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ktsweep.lifecycle import TrialState
 from ktsweep.worker.compat import wandb as wandb_compat
 from ktsweep.worker.environment import without_secrets
 from ktsweep.worker.program_launcher import METRICS_FILE_ENV
@@ -106,14 +107,14 @@ def run_program_trial(spec: TrialSpec, reporter: Reporter | None = None) -> Tria
     link = _offline_or_online_link(run_dir, env, run_id)
     result = TrialResult(
         trial_id=spec.trial_id,
-        state="stopped" if stopped else "completed",
+        state=(TrialState.STOPPED if stopped else TrialState.COMPLETED).value,
         metrics=history[-1]["metrics"] if history else {},
         history=history,
         epochs=len(history),
         wandb=link,
     )
     if not stopped and process.returncode != 0:
-        result.state = "failed"
+        result.state = TrialState.FAILED.value
         result.error = (
             f"{' '.join(command)} exited with code {process.returncode}; its output ends:\n"
             + _tail(output_path)

@@ -14,8 +14,10 @@ from typing import Any
 
 import ray
 
+from ktsweep.lifecycle import TrialState
 from ktsweep.worker.environment import secrets_hidden
 from ktsweep.worker.last_checkpoint import read_last_checkpoint
+from ktsweep.worker.ray_watchdog import start_watchdog
 from ktsweep.worker.resources import max_calls, ray_options
 from ktsweep.worker.trial_spec import WITHDRAWN, TrialResult, TrialSpec, node_info
 
@@ -101,6 +103,9 @@ def ensure_ray(address: str | None = None, **kwargs: Any) -> None:
             configure_logging=False,
             **kwargs,
         )
+    if address in (None, "", "local"):
+        # This process started that Ray: its agents and workers end with it, even on SIGKILL.
+        start_watchdog()
 
 
 def _check_reachable(address: str, setting: str, timeout_s: float = 10.0) -> None:
@@ -283,7 +288,9 @@ class RayTrialExecutor:
                 ref = self._submit(head.spec)
             except Exception as exc:
                 self._take_out(head)
-                self._end_unstarted(head, "failed", error=f"{type(exc).__name__}: {exc}")
+                self._end_unstarted(
+                    head, TrialState.FAILED.value, error=f"{type(exc).__name__}: {exc}"
+                )
                 continue
             self._ended.put((self._started, (head,), None, ended_at))
             # Fine under the lock: the callback, even one run at once, only queues the end.
@@ -354,12 +361,12 @@ class RayTrialExecutor:
     ) -> TrialResult:
         error = f"{type(exc).__name__}: {exc}"
         if ending == "cancelled":
-            return TrialResult(trial_id=trial_id, state="cancelled")
+            return TrialResult(trial_id=trial_id, state=TrialState.CANCELLED.value)
         if ending == "timeout":
             timeout = spec.timeout_s if spec else None
             return TrialResult(
                 trial_id=trial_id,
-                state="failed",
+                state=TrialState.FAILED.value,
                 error=(
                     f"the trial ran longer than its timeout_s ({timeout:g} s) and was ended. "
                     "Raise `trial.timeout_s`, or make the trial shorter (fewer epochs, a "
@@ -368,14 +375,17 @@ class RayTrialExecutor:
                 **_last_checkpoint_of(spec),
             )
         if isinstance(exc, ray.exceptions.TaskCancelledError):
-            return TrialResult(trial_id=trial_id, state="cancelled")
+            return TrialResult(trial_id=trial_id, state=TrialState.CANCELLED.value)
         if isinstance(exc, WORKER_LOST_ERRORS):
             log.warning("trial %s lost its worker: %s", trial_id, error)
             return TrialResult(
-                trial_id=trial_id, state="lost", error=error, **_last_checkpoint_of(spec)
+                trial_id=trial_id,
+                state=TrialState.LOST.value,
+                error=error,
+                **_last_checkpoint_of(spec),
             )
         # Ray could not run the task at all (e.g. its runtime environment failed).
-        return TrialResult(trial_id=trial_id, state="failed", error=error)
+        return TrialResult(trial_id=trial_id, state=TrialState.FAILED.value, error=error)
 
     def _time_out(self, trial_id: str) -> None:
         with self._lock:
@@ -398,7 +408,7 @@ class RayTrialExecutor:
             if ref is not None:
                 self._ending[trial_id] = "cancelled"
         if waiting:
-            self._end_unstarted(item, "cancelled")
+            self._end_unstarted(item, TrialState.CANCELLED.value)
         if ref is not None:
             ray.cancel(ref, force=True)
 

@@ -17,6 +17,7 @@ from typing import Any
 import keras
 import keras_tuner as kt
 
+from ktsweep.lifecycle import TrialState
 from ktsweep.worker.compat.tensorflow import gradient_registry
 from ktsweep.worker.entry_points import resolve_entry_point
 from ktsweep.worker.last_checkpoint import (
@@ -119,7 +120,7 @@ def _fit_keras_trial(spec: TrialSpec, reporter: Reporter | None, build_model, fi
         model.fit(**fit_data, **fit_kwargs, callbacks=[*callbacks, reporting])
         cost = trial_cost(model, time.perf_counter() - started)
         history = reporting.history
-        state = "stopped" if reporting.stopped_early else "completed"
+        state = (TrialState.STOPPED if reporting.stopped_early else TrialState.COMPLETED).value
         metrics = {**(history[-1]["metrics"] if history else {}), **cost}
         if run is not None:
             run.summary["stopped_early"] = reporting.stopped_early
@@ -189,7 +190,9 @@ def run_trial_safely(spec: TrialSpec, reporter: Reporter | None = None) -> Trial
         return run_trial(spec, reporter)
     except Exception:
         log.exception("trial %s failed", spec.trial_id)
-        return TrialResult(trial_id=spec.trial_id, state="failed", error=traceback.format_exc())
+        return TrialResult(
+            trial_id=spec.trial_id, state=TrialState.FAILED.value, error=traceback.format_exc()
+        )
 
 
 def hyperparameters_for(values: dict[str, Any]) -> kt.HyperParameters:

@@ -6,6 +6,8 @@ import socket
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ktsweep.lifecycle import TrialState
+
 
 @dataclass
 class TrialSpec:
@@ -79,8 +81,8 @@ class TrialSpec:
         return asdict(self)
 
 
-# The state of a trial taken back before it started (it waited in a lane behind another).
-WITHDRAWN = "withdrawn"
+# The end of a trial taken back before it started (it waited in a lane behind another).
+WITHDRAWN = TrialState.WITHDRAWN.value
 
 
 @dataclass

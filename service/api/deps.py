@@ -1,5 +1,10 @@
 """Dependencies shared by the routes: the database session, the scheduler, and auth checks.
 
+The scheduler is `app.state.scheduler`: the `Scheduler` itself where this process schedules,
+or, in an API process without one (`ktsweep serve --no-scheduler`), the
+`ktsweep.service.stateless.ApiScheduler` that writes to the database and wakes the active
+scheduler. Both have the methods the routes call.
+
 The checks are `async` though they never wait: FastAPI runs a plain function dependency on a
 worker thread, a thread hop per request for nothing.
 """
@@ -14,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from ktsweep.service import auth
 from ktsweep.service.scheduler import Scheduler
+from ktsweep.service.stateless import ApiScheduler
 
 
 class AuthError(Exception):
@@ -29,12 +35,12 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-async def get_scheduler(request: Request) -> Scheduler:
+async def get_scheduler(request: Request) -> Scheduler | ApiScheduler:
     return request.app.state.scheduler
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-SchedulerDep = Annotated[Scheduler, Depends(get_scheduler)]
+SchedulerDep = Annotated[Scheduler | ApiScheduler, Depends(get_scheduler)]
 AuthorizationHeader = Annotated[
     str | None, Header(description="`Bearer <token>`; see KTSWEEP_API_TOKENS.")
 ]

@@ -1,7 +1,8 @@
 """uvicorn's httptools protocol with limits on each request's line and headers.
 
 Why this touches uvicorn's internals: its public settings do not limit a request's head under
-the httptools protocol the controller runs (`ktsweep.service.http_protocol`).
+the httptools protocol the controller runs (`HTTP_PROTOCOL`, the import string given to
+uvicorn's `http=` option, so that `--workers N` processes use it too).
 `h11_max_incomplete_event_size` applies to the h11 protocol only, httptools buffers a header
 of any size (a 200 MB value was held whole), and no setting bounds how long a client may take
 to send its head: `timeout_keep_alive` starts only once a response has gone, so a connection
@@ -11,10 +12,12 @@ What this relies on, all of `uvicorn.protocols.http.httptools_impl.HttpToolsProt
 (checked by tests/compat/test_uvicorn.py):
 
 - the asyncio callbacks `connection_made`, `connection_lost`, `data_received`, and the
-  parser's `on_message_begin`, `on_headers_complete`, overridden here and always called
-  through `super()`;
+  parser's `on_message_begin`, `on_headers_complete`, `on_message_complete`, overridden here
+  and called through `super()` (`data_received` is not, for a head refused before parsing);
 - the attributes `config` (the `uvicorn.Config`), `transport`, `loop`, `cycle` (with
-  `response_complete`) and `limit_concurrency` (read where the head is complete, to answer 503).
+  `response_complete`) and `limit_concurrency` (read where the head is complete, to answer 503);
+- `Config.loaded_app`, the app uvicorn built (from an import string under `--workers`), whose
+  wrapping middleware keep the app they wrap as `.app`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+# What `uvicorn.Config(http=...)` is given: an import string, which each worker process of
+# `uvicorn.run(..., workers=N)` imports for itself.
+HTTP_PROTOCOL = "ktsweep.service.compat.uvicorn:LimitedHttpToolsProtocol"
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,7 @@ class HeadLimits:
     def of(cls, config: Any) -> HeadLimits:
         """The limits of the app a `uvicorn.Config` serves: its `app.state.settings` (see
         `ktsweep.service.app.create_app`), or the defaults for any other app."""
-        settings = getattr(getattr(config.app, "state", None), "settings", None)
+        settings = _settings_of(config)
         if settings is None:
             return cls()
         return cls(
@@ -55,6 +62,20 @@ class HeadLimits:
             header_timeout_s=settings.header_timeout_s,
             max_concurrency=settings.max_concurrency,
         )
+
+
+def _settings_of(config: Any) -> Any:
+    """`app.state.settings` of the app `config` serves: the app given, or (given as an import
+    string) the one uvicorn loaded, under the middleware uvicorn wraps it in."""
+    app = config.app if not isinstance(config.app, str) else getattr(config, "loaded_app", None)
+    for _ in range(10):  # a few wrapping layers at most
+        if app is None:
+            return None
+        settings = getattr(getattr(app, "state", None), "settings", None)
+        if settings is not None:
+            return settings
+        app = getattr(app, "app", None)
+    return None
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -77,6 +98,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.limit_concurrency = limits.max_concurrency
         self._reading_head = True
         self._head_bytes = 0
+        self._head_tail = b""  # the last bytes read of the head, where its end may straddle
         self._head_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
@@ -88,10 +110,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._reading_head:
-            self._head_bytes += len(data)
-        super().data_received(data)
-        if self._reading_head and self._head_bytes > self._max_head_bytes:
+        if self._reading_head and self._head_too_large(data):
             self._refuse(
                 431,
                 b"Request Header Fields Too Large",
@@ -99,6 +118,22 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 f"({self._max_head_bytes} bytes); send fewer or shorter headers. The operator "
                 "sets the limit with KTSWEEP_MAX_HEADER_BYTES.",
             )
+            return
+        super().data_received(data)
+
+    def _head_too_large(self, data: bytes) -> bool:
+        """Whether the head being read, with `data`, passes the limit: counted up to its end
+        (a blank line) when `data` holds it, so a head that arrives whole in one read is
+        measured too, and checked before the parser takes it."""
+        seen = self._head_tail + data
+        end = seen.find(b"\r\n\r\n")
+        if end >= 0:
+            size = self._head_bytes + end + 4 - len(self._head_tail)
+        else:
+            size = self._head_bytes + len(data)
+        self._head_bytes += len(data)
+        self._head_tail = seen[-3:]
+        return size > self._max_head_bytes
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -109,8 +144,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._reading_head = False
         self._head_bytes = 0
+        self._head_tail = b""
         self._cancel_head_deadline()
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        # What comes next on this connection is the next request's head.
+        self._reading_head = True
+        self._head_bytes = 0
+        self._head_tail = b""
 
     def _start_head_deadline(self) -> None:
         self._head_deadline = self.loop.call_later(self._head_timeout_s, self._head_too_slow)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from ktsweep.service.search.base import SearchMethod, Suggestion, TrialRecord
-from ktsweep.service.search.grid_search import GridSearch
+from ktsweep.service.search.grid_search import GridSearch, grid_size_problems
 from ktsweep.service.search.keras_tuner_space import SpaceDiscoveryError, discover_space
 from ktsweep.service.search.random_search import RandomSearch
 from ktsweep.service.search.space import SearchSpace
@@ -30,11 +30,32 @@ def _method_class(method: str) -> type[SearchMethod]:
         from ktsweep.service.search.tpe_search import TpeSearch
 
         return TpeSearch
-    if method == "custom":  # `scheduler: {engine: optuna}`, the one engine the spec accepts
+    if method == "custom":  # `scheduler: {engine: optuna}`, without user code
         from ktsweep.service.search.optuna_study_search import OptunaStudySearch
 
         return OptunaStudySearch
     return {"random": RandomSearch, "grid": GridSearch}[method]
+
+
+def _custom_method_class(spec: SweepSpec) -> type[SearchMethod] | None:
+    """The class of a `method: custom` sweep whose `scheduler` is Ax, or runs user code."""
+    scheduler = spec.scheduler
+    if spec.method != "custom" or scheduler is None:
+        return None
+    if scheduler.source is not None:
+        from ktsweep.service.search.user_code_search import UserCodeSearch
+
+        return UserCodeSearch
+    if scheduler.engine == "ax":
+        from ktsweep.service.search.ax_search import AxSearch
+
+        return AxSearch
+    return None
+
+
+def _defines_own_space(spec: SweepSpec) -> bool:
+    """Whether the sweep's parameters come from its `scheduler.search_space` function."""
+    return spec.scheduler is not None and spec.scheduler.search_space is not None
 
 
 def build_space(spec: SweepSpec) -> SearchSpace:
@@ -67,8 +88,10 @@ def build_space(spec: SweepSpec) -> SearchSpace:
 
 def make_search_method(spec: SweepSpec) -> SearchMethod:
     """The search method a spec asks for, with its space and its early-termination rule."""
-    space = build_space(spec)
-    return _method_class(spec.method)(spec, space=space, stopping_rule=make_stopping_rule(spec))
+    # A `scheduler.search_space` function defines the parameters (in its child process).
+    space = SearchSpace([]) if _defines_own_space(spec) else build_space(spec)
+    method_class = _custom_method_class(spec) or _method_class(spec.method)
+    return method_class(spec, space=space, stopping_rule=make_stopping_rule(spec))
 
 
 def check_trial_code(spec: SweepSpec) -> list[SpecProblem]:
@@ -94,21 +117,26 @@ def check_trial_code(spec: SweepSpec) -> list[SpecProblem]:
     return [SpecProblem(path=p["path"], message=p["message"]) for p in answer["problems"]]
 
 
-def check_search_space(spec: SweepSpec) -> list[SpecProblem]:
+def check_search_space(spec: SweepSpec, max_grid_size: int | None = None) -> list[SpecProblem]:
     """Problems with the space a spec searches (empty when fine); meant for submission time.
 
     Builds the hypermodel (in the child process that runs user code) when the spec relies on
-    `build(hp)`, and checks the spec's other entry points there too.
+    `build(hp)`, and checks the spec's other entry points there too. A grid over the whole
+    space, `build(hp)`'s hyperparameters included, may have at most `max_grid_size`
+    combinations.
     """
     problems = check_trial_code(spec)
-    if problems:
+    if problems or _defines_own_space(spec):
         return problems
     try:
         space = build_space(spec)
     except SpaceDiscoveryError as exc:
         return [SpecProblem(path="trial.hypermodel", message=str(exc))]
     if spec.method == "grid":
-        return [SpecProblem(path="parameters", message=m) for m in space.check_grid()]
+        problems = [SpecProblem(path="parameters", message=m) for m in space.check_grid()]
+        if not problems and max_grid_size is not None:
+            problems = grid_size_problems(space.grid_size(), max_grid_size)
+        return problems
     return []
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ktsweep.lifecycle import ACTIVE_STATES, FINISHED_STATES, SUCCEEDED_STATES
 from ktsweep.service.search.space import SearchSpace
 from ktsweep.service.spec import SweepSpec
 
@@ -52,10 +53,6 @@ class Suggestion:
     epochs: int | None = None
     initial_epoch: int | None = None
     parent: int | None = None
-
-
-FINISHED_STATES = ("completed", "stopped", "failed", "cancelled")
-ACTIVE_STATES = ("pending", "running")
 
 
 class SearchMethod(abc.ABC):
@@ -146,7 +143,7 @@ class SearchMethod(abc.ABC):
         finished trial, or its own `latest` reported value (else the worst); None when no trial
         has a value yet.
         """
-        if trial.state in ("completed", "stopped"):
+        if trial.state in SUCCEEDED_STATES:
             return self._own_value(trial)
         return self._imputed(trial, self.spec.metric.impute if self.spec.metric else "worst")
 
@@ -184,7 +181,7 @@ class SearchMethod(abc.ABC):
         seen = [
             value
             for record in self.finished.values()
-            if record.state in ("completed", "stopped")
+            if record.state in SUCCEEDED_STATES
             for value in [record.objective if _finite(record.objective) else None]
             if value is not None
         ]

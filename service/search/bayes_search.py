@@ -1,13 +1,18 @@
-"""Bayesian optimisation: Keras Tuner's Gaussian-process oracle."""
+"""Bayesian optimisation: Keras Tuner's Gaussian-process oracle (`method: bayes`), and Optuna's
+Gaussian-process sampler as a second engine."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import optuna
+
 from ktsweep.service.search.base import TrialRecord
 from ktsweep.service.search.keras_tuner_oracle import KerasTunerOracleSearch
+from ktsweep.service.search.tpe_search import TpeSearch
 
 
 class BayesSearch(KerasTunerOracleSearch):
@@ -54,3 +59,26 @@ class BayesSearch(KerasTunerOracleSearch):
             for tuner_id, trial in counted:
                 trial.status, trial.score = "RUNNING", None
                 self.oracle.ongoing_trials[tuner_id] = trial
+
+
+class GaussianProcessSearch(TpeSearch):
+    """Suggests what Optuna's Gaussian process of the results so far expects to improve most.
+
+    Optuna's `GPSampler` (it needs PyTorch: `gp_sampler_available`): the first 10 trials are
+    random; then a Matern-5/2 process with automatic relevance determination is fitted to the
+    finished trials and the next trial maximises its log expected improvement. It searches the
+    same unit space as `tpe` and is driven the same way (the study is rebuilt from the trials
+    learned so far, trial `n` seeded from the spec's seed and `n`), so restarts and warm starts
+    behave as with `tpe`. Conditional dimensions are drawn at random, as `GPSampler` does.
+
+    Not what `method: bayes` runs (that is `BayesSearch`): kept here so the two engines can be
+    compared on the same problems (`bench/single_objective.py`).
+    """
+
+    def make_sampler(self, number: int) -> optuna.samplers.BaseSampler:
+        return optuna.samplers.GPSampler(seed=self._seed(number), warn_independent_sampling=False)
+
+
+def gp_sampler_available() -> bool:
+    """Whether `GaussianProcessSearch` can run here (Optuna's `GPSampler` needs PyTorch)."""
+    return importlib.util.find_spec("torch") is not None

@@ -59,11 +59,18 @@ def _key(config: dict[str, Any]) -> str:
 
 def check_grid_size(spec: SweepSpec, max_size: int) -> list[SpecProblem]:
     """A problem when the grid of the spec's `parameters` has more than `max_size`
-    combinations (KTSWEEP_MAX_GRID_SIZE); computed without building the grid."""
+    combinations (KTSWEEP_MAX_GRID_SIZE); computed without building the grid. (The space a
+    hypermodel's `build(hp)` adds is counted too, once it is discovered: `check_search_space`.)
+    """
     try:
         size = SearchSpace.from_spec(spec).grid_size()
     except ValueError:
         return []  # a continuous parameter: `check_search_space` says what to do
+    return grid_size_problems(size, max_size)
+
+
+def grid_size_problems(size: int, max_size: int) -> list[SpecProblem]:
+    """A problem when a grid of `size` combinations is over `max_size`."""
     if size <= max_size:
         return []
     return [

@@ -6,19 +6,23 @@ indices of its values when categorical, otherwise `hp.Float` over its quantile i
 back through the W&B distribution (so normal, beta, ... are searchable too).
 
 After a controller restart, `restore` hands the oracle the sweep's trials as if it had created
-them itself (see `KerasTunerOracleSearch.restore`).
+them itself (see `KerasTunerOracleSearch.restore`). A warm start hands it earlier sweeps' trials
+first, as completed trials of its own (`learn_prior_trials`).
 """
 
 from __future__ import annotations
 
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from threadpoolctl import threadpool_limits
 
 from ktsweep.service.compat import keras_tuner as kt_compat
 from ktsweep.service.search.base import SearchMethod, Suggestion, TrialRecord, metric_history
 from ktsweep.service.search.space import KerasTunerDimension, flatten, nest
+
+if TYPE_CHECKING:
+    from ktsweep.service.search.warm_start import PriorTrial
 
 
 class KerasTunerOracleSearch(SearchMethod):
@@ -137,6 +141,13 @@ class KerasTunerOracleSearch(SearchMethod):
 
     def _register(self, record: TrialRecord, values: dict[str, Any]) -> None:
         """Make `record` one of the oracle's trials, running, as `create_trial` would have."""
+        trial = self._add_running_trial(values, f"ktsweep-{record.number}")
+        self._trial_ids[record.number] = trial.trial_id
+        self._numbers[trial.trial_id] = record.number
+        self._configs[record.number] = record.hyperparameters
+
+    def _add_running_trial(self, values: dict[str, Any], tuner_id: str) -> Any:
+        """A new running trial of the oracle with `values`, as `create_trial` would make it."""
         oracle = self.oracle
         trial_id = self.next_trial_id()
         hyperparameters = oracle.hyperparameters.copy()
@@ -144,15 +155,37 @@ class KerasTunerOracleSearch(SearchMethod):
         trial = self._kt.engine.trial.Trial(
             hyperparameters=hyperparameters, trial_id=trial_id, status="RUNNING"
         )
-        tuner_id = f"ktsweep-{record.number}"
         kt_compat.record_values(oracle, trial)
         oracle.tuner_ids.add(tuner_id)
         oracle.ongoing_trials[tuner_id] = trial
         oracle.trials[trial_id] = trial
         oracle.start_order.append(trial_id)
-        self._trial_ids[record.number] = trial_id
-        self._numbers[trial_id] = record.number
-        self._configs[record.number] = record.hyperparameters
+        return trial
+
+    def learn_prior_trials(self, trials: list[PriorTrial]) -> None:
+        """Learn completed trials of earlier sweeps, before the first suggestion (a warm start,
+        see `ktsweep.service.search.warm_start`).
+
+        Each becomes a completed trial of the oracle, ahead of the sweep's own, scored with
+        its value of the objective; none is a trial of the sweep (no number, not in
+        `finished`), so they teach the oracle and touch nothing else. Prior trials count
+        toward the oracle's random start.
+
+        Raises:
+            RuntimeError: the method has already suggested or learned a trial.
+        """
+        if self._trial_ids or self.finished:
+            raise RuntimeError(
+                "tell a search method its prior trials before its first suggestion (and "
+                "before `restore`)."
+            )
+        for index, prior in enumerate(trials):
+            trial = self._add_running_trial(
+                self.values_from_config(prior.hyperparameters), f"ktsweep-prior-{index}"
+            )
+            self.oracle.update_trial(trial.trial_id, {"score": prior.values[0]})
+            trial.status = "COMPLETED"
+            self.oracle.end_trial(trial)
 
     def _oracle_space(self) -> Any:
         kt = self._kt

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
@@ -11,6 +11,9 @@ from ktsweep.service.pareto import objective_values
 from ktsweep.service.search.base import TrialRecord
 from ktsweep.service.search.tpe_search import TpeSearch
 from ktsweep.service.spec import objectives_of
+
+if TYPE_CHECKING:
+    from ktsweep.service.search.warm_start import PriorTrial
 
 # Optuna's default population of NSGA-II: the trials of one generation.
 DEFAULT_POPULATION_SIZE = 50
@@ -37,6 +40,10 @@ class OptunaStudySearch(TpeSearch):
     generations in trial-number order, `population_size` each. So a restarted controller that
     `restore`s the finished trials suggests exactly what it would have suggested.
 
+    Trials of earlier sweeps (`prior_sweeps`, see `learn_prior_trials`) come first: with
+    several objectives they are the first generations, so with a population's worth of them
+    NSGA-II breeds from the first suggestion.
+
     Args:
         spec: The sweep spec (`method: custom`, `scheduler: {engine: optuna}`).
         seed: Random seed; default: the spec's `seed`.
@@ -53,10 +60,22 @@ class OptunaStudySearch(TpeSearch):
         self.directions = [objective.goal for objective in self.objectives]
         self.population_size = population_size or DEFAULT_POPULATION_SIZE
         self._learned_values: dict[int, tuple[dict[str, Any], list[float]]] = {}
+        self._prior_values: list[tuple[dict[str, Any], list[float]]] = []
 
     @property
     def multi_objective(self) -> bool:
         return len(self.objectives) > 1
+
+    def learn_prior_trials(self, trials: list[PriorTrial]) -> None:
+        if not self.multi_objective:
+            super().learn_prior_trials(trials)
+            return
+        if self._suggested or self.finished:
+            raise RuntimeError(
+                "tell a search method its prior trials before its first suggestion (and "
+                "before `restore`)."
+            )
+        self._prior_values = [(t.hyperparameters, list(t.values)) for t in trials]
 
     def study_for(self, number: int, trials: list[TrialRecord]) -> optuna.Study:
         if not self.multi_objective:
@@ -69,7 +88,10 @@ class OptunaStudySearch(TpeSearch):
         learned = [
             self._frozen_trial(config, values, {generation_key: index // self.population_size})
             for index, (config, values) in enumerate(
-                self._learned_values[n] for n in sorted(self._learned_values)
+                [
+                    *self._prior_values,
+                    *(self._learned_values[n] for n in sorted(self._learned_values)),
+                ]
             )
         ]
         study.add_trials(learned)

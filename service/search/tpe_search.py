@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from ktsweep.service.search.base import SearchMethod, TrialRecord
 from ktsweep.service.search.space import nest
+
+if TYPE_CHECKING:
+    from ktsweep.service.search.warm_start import PriorTrial
 
 
 class TpeSearch(SearchMethod):
@@ -24,6 +27,9 @@ class TpeSearch(SearchMethod):
     Trial `n` of a seeded sweep is drawn with its own seed, derived from the spec's `seed` and
     `n`, and the study is rebuilt from the trials' configurations, so a restarted controller
     that `restore`s the finished trials suggests exactly what it would have suggested.
+
+    Trials of earlier sweeps (`prior_sweeps`, see `learn_prior_trials`) come first in the
+    study, as finished trials; they count toward the 10 random ones.
     """
 
     def __init__(self, spec, seed=None, space=None, stopping_rule=None):
@@ -31,8 +37,29 @@ class TpeSearch(SearchMethod):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.direction = "maximize" if self.maximize else "minimize"
         self._learned: dict[int, optuna.trial.FrozenTrial] = {}
+        self._prior: list[optuna.trial.FrozenTrial] = []
+        self._suggested = False
+
+    def learn_prior_trials(self, trials: list[PriorTrial]) -> None:
+        """Learn completed trials of earlier sweeps, before the first suggestion (a warm start,
+        see `ktsweep.service.search.warm_start`).
+
+        They join every study this method builds, ahead of the sweep's own trials, and touch
+        nothing else: not `finished`, not the stopping rule, not the values imputed for
+        failed trials.
+
+        Raises:
+            RuntimeError: the method has already suggested or learned a trial.
+        """
+        if self._suggested or self.finished:
+            raise RuntimeError(
+                "tell a search method its prior trials before its first suggestion (and "
+                "before `restore`)."
+            )
+        self._prior = [self._frozen_trial(t.hyperparameters, t.values[0]) for t in trials]
 
     def suggest(self, number: int, trials: list[TrialRecord]) -> dict[str, Any] | None:
+        self._suggested = True
         trial = self.study_for(number, trials).ask()
         flat: dict[str, Any] = {}
         for dimension in self.space.dimensions:
@@ -60,12 +87,15 @@ class TpeSearch(SearchMethod):
             running_value = self.value_while_running(record)
             if running_value is not None:
                 learned[record.number] = self._frozen_trial(record.hyperparameters, running_value)
-        study = optuna.create_study(
-            direction=self.direction, sampler=optuna.samplers.TPESampler(seed=self._seed(number))
-        )
-        # In trial-number order, as an uninterrupted study would hold them.
-        study.add_trials([learned[n] for n in sorted(learned)])
+        study = optuna.create_study(direction=self.direction, sampler=self.make_sampler(number))
+        # Prior trials first, then the sweep's in trial-number order, as an uninterrupted
+        # study would hold them.
+        study.add_trials([*self._prior, *(learned[n] for n in sorted(learned))])
         return study
+
+    def make_sampler(self, number: int) -> optuna.samplers.BaseSampler:
+        """The sampler that suggests trial `number` (seeded from the spec's seed and `number`)."""
+        return optuna.samplers.TPESampler(seed=self._seed(number))
 
     def tell(self, trial: TrialRecord, value: float | None) -> None:
         if value is not None:  # a failed trial with nothing to impute teaches TPE nothing

@@ -16,6 +16,12 @@ INTERNAL_PACKAGES = (
     "wandb.sdk",
     "wandb.proto",
     "tensorflow.python",
+    # uvicorn's public API is `uvicorn.run`, `Config` and `Server`; the rest is its own.
+    "uvicorn.protocols",
+    "uvicorn.supervisors",
+    "uvicorn.lifespan",
+    "uvicorn.loops",
+    "uvicorn.middleware",
 )
 
 

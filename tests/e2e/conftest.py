@@ -27,8 +27,15 @@ def free_port() -> int:
 class ServerProcess:
     """`ktsweep serve` in a subprocess, with its own database, artifacts and log."""
 
-    def __init__(self, workdir: Path, database_url: str | None = None, **env: str):
+    def __init__(
+        self,
+        workdir: Path,
+        database_url: str | None = None,
+        args: tuple[str, ...] = (),
+        **env: str,
+    ):
         self.workdir = workdir
+        self.args = args  # more options of `ktsweep serve` (say "--no-scheduler")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.artifacts = workdir / "artifacts"
@@ -45,7 +52,15 @@ class ServerProcess:
     def start(self, timeout_s: float = 120) -> ServerProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "ktsweep.service.cli", "serve", "--port", str(self.port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "ktsweep.service.cli",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    *self.args,
+                ],
                 cwd=REPO,
                 env=self.env,
                 stdout=log,
@@ -73,6 +88,50 @@ class ServerProcess:
     def auth(self) -> dict[str, str]:
         """`Authorization` header with the operator token."""
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+class SchedulerProcess:
+    """`ktsweep scheduler` in a subprocess, for the API at `api_url`, with its own log."""
+
+    def __init__(self, workdir: Path, database_url: str, api_url: str, name: str, **env: str):
+        self.log_path = workdir / f"scheduler-{name}.log"
+        self.env = {
+            **os.environ,
+            "KTSWEEP_DATABASE_URL": database_url,
+            "KTSWEEP_ARTIFACT_DIR": str(workdir / "artifacts"),
+            "KTSWEEP_API_URL": api_url,
+            "WANDB_MODE": "offline",
+            **env,
+        }
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> SchedulerProcess:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "ktsweep.service.cli", "scheduler"],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
 
     def log(self) -> str:
         return self.log_path.read_text()

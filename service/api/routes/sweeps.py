@@ -18,7 +18,7 @@ from ktsweep.service.api.presenters import (
     trial_out_json,
 )
 from ktsweep.service.entry_policy import check_entry_points
-from ktsweep.service.models import SweepState, TrialState
+from ktsweep.service.models import SweepState
 from ktsweep.service.schemas import (
     ErrorOut,
     ParetoFrontOut,
@@ -30,6 +30,8 @@ from ktsweep.service.schemas import (
 )
 from ktsweep.service.search import check_search_space
 from ktsweep.service.search.grid_search import check_grid_size
+from ktsweep.service.search.user_code_search import check_scheduler_code
+from ktsweep.service.search.warm_start import missing_prior_sweeps
 from ktsweep.service.spec import SpecError, SpecProblem, SweepSpec, load_spec_text, parse_spec
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
@@ -48,7 +50,11 @@ _SPEC_BODY = {
 Limit = Annotated[int, Query(ge=1, le=500, description="Items per page (max 500).")]
 Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
 SweepStateFilter = Annotated[SweepState | None, Query(description="Only sweeps in this state.")]
-TrialStateFilter = Annotated[TrialState | None, Query(description="Only trials in this state.")]
+# The states a trial is stored in (`lost` and `withdrawn` only end an attempt).
+StoredTrialState = Literal["pending", "running", "completed", "failed", "stopped", "cancelled"]
+TrialStateFilter = Annotated[
+    StoredTrialState | None, Query(description="Only trials in this state.")
+]
 TrialOrder = Annotated[
     Literal["number", "metric"],
     Query(description="`number` (submission order) or `metric` (best first, by the goal)."),
@@ -101,11 +107,17 @@ async def submit_sweep(request: Request, session: SessionDep, scheduler: Schedul
         _parse_submission, body, settings, limiter=request.app.state.spec_parsers
     )
     check_entry_points(spec, settings)
+    # `scheduler.source`: inside an allowed folder, and imported only in a child process.
+    problems = await run_in_threadpool(check_scheduler_code, spec, settings)
+    problems += missing_prior_sweeps(session, spec)
+    if problems:
+        raise SpecError(problems)
     if spec.method == "grid":
         problems = check_grid_size(spec, settings.max_grid_size)
         if problems:
             raise SpecError(problems)
-    problems = await run_in_threadpool(check_search_space, spec)  # may build the hypermodel
+    # May build the hypermodel (in a child process), whose `build(hp)` may widen a grid.
+    problems = await run_in_threadpool(check_search_space, spec, settings.max_grid_size)
     if problems:
         raise SpecError(problems)
     sweep = store.create_sweep(session, spec, raw)
@@ -179,7 +191,7 @@ async def list_trials(
         store.list_trials,
         sweep_id,
         request.app.state.sweep_goals,
-        state.value if state else None,
+        state,
         order,
         cursor,
         limit,
