@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The compose stack, for real: build the images from a Debian base, validate docker-compose.yml,
-# bring the stack up with podman-compose, run a small digits sweep through the API from the host,
-# check it ran on more than one Ray node with its rows in the containerised PostgreSQL, tear down.
+# bring the stack up with podman-compose (two API replicas, two schedulers, two Ray workers), run a
+# small digits sweep through the API from the host, SIGKILL the active scheduler's container
+# mid-sweep, check that the other scheduler takes over (as /readyz says) and the sweep still ends
+# with every trial completed, on more than one Ray node, with its rows in the containerised
+# PostgreSQL; tear down.
 #
 # For machines with podman but no Docker engine and no image registry (the CI machines). Run from
 # anywhere as root:  bash deploy/compose-e2e.sh
@@ -95,6 +98,9 @@ teardown() {
     exit "$status"
 }
 trap teardown EXIT
+# Interrupted: fail (the EXIT trap then tears down), never report success.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # ------------------------------------------------------------------------------------------------
 phase "tools"
@@ -183,6 +189,7 @@ export KTSWEEP_API_TOKENS="e2e-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d '
 export RAY_AUTH_TOKEN="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export KTSWEEP_PORT="$port"
 export RAY_WORKER_CPUS=1 # one trial per worker node: two at once need both nodes
+export KTSWEEP_CHECKPOINT_EVERY_S=0 # a checkpoint every epoch: the takeover resumes from one
 export WANDB_MODE=offline
 for profile in "" gpu wandb; do
     docker-compose -f "$repo/docker-compose.yml" ${profile:+--profile "$profile"} config -q ||
@@ -194,29 +201,44 @@ docker-compose "${compose_files[@]}" config -q || fail "deploy/compose.local.yml
 phase "compose up"
 remove_stack # what an interrupted earlier run may have left
 stack_up=1
-"$podman_compose" -p "$project" "${compose_files[@]}" up -d --no-build --scale ray-worker=2 \
-    >"$work/up.log" 2>&1 || {
+# podman-compose applies one --scale to every service, overriding the compose file's
+# `deploy.replicas` (the two schedulers): bring the stack up as the file says, then add the
+# second Ray worker alone.
+"$podman_compose" -p "$project" "${compose_files[@]}" up -d --no-build >"$work/up.log" 2>&1 || {
     tail -30 "$work/up.log"
     fail "podman-compose up failed (log above)"
 }
+"$podman_compose" -p "$project" "${compose_files[@]}" up -d --no-build --no-deps \
+    --scale ray-worker=2 ray-worker >"$work/up.log" 2>&1 || {
+    tail -30 "$work/up.log"
+    fail "podman-compose up --scale ray-worker=2 failed (log above)"
+}
 
-container() { # the name of a service's first container
+containers() { # the names of a service's containers
     podman ps --filter "label=com.docker.compose.project=$project" \
-        --filter "label=com.docker.compose.service=$1" --format '{{.Names}}' | head -1
+        --filter "label=com.docker.compose.service=$1" --format '{{.Names}}'
 }
 
 # ------------------------------------------------------------------------------------------------
 phase "wait for /readyz"
+# Ready once the database answers and one of the two schedulers is active.
 deadline=$((SECONDS + 300))
 until curl -fsS "http://127.0.0.1:$port/readyz" >"$work/readyz.json" 2>/dev/null; do
     [ "$SECONDS" -lt "$deadline" ] || fail "the API did not answer /readyz on port $port in 5 min"
     sleep 2
 done
-api="$(container api)"
-postgres="$(container postgres)"
-workers="$(podman ps --filter "label=com.docker.compose.project=$project" \
-    --filter "label=com.docker.compose.service=ray-worker" --format '{{.Names}}' | wc -l)"
-[ "$workers" -eq 2 ] || fail "expected 2 ray-worker containers, found $workers"
+postgres="$(containers postgres | head -1)"
+api_2="$(containers api-2 | head -1)"
+[ -n "$api_2" ] || fail "no api-2 container is running"
+for service in ray-worker scheduler; do
+    count="$(containers "$service" | wc -l)"
+    [ "$count" -eq 2 ] || fail "expected 2 $service containers, found $count"
+done
+# Each scheduler container by its host name, which is what /readyz names.
+: >"$work/schedulers.txt"
+for name in $(containers scheduler); do
+    echo "$(podman inspect --format '{{.Config.Hostname}}' "$name") $name" >>"$work/schedulers.txt"
+done
 
 # ------------------------------------------------------------------------------------------------
 phase "healthchecks"
@@ -230,7 +252,39 @@ for name in $(podman ps --filter "label=com.docker.compose.project=$project" --f
 done
 
 # ------------------------------------------------------------------------------------------------
-phase "sweep"
+phase "API replicas"
+# Both replicas answer, each from KTSWEEP_API_WORKERS (2) processes, and name the same active
+# scheduler, one of the two scheduler containers. api-2 publishes no port: ask it from inside.
+podman exec "$api_2" curl -fsS -H "Authorization: Bearer $KTSWEEP_API_TOKENS" \
+    http://localhost:8000/readyz >"$work/readyz-2.json" ||
+    fail "api-2 did not answer /readyz"
+"$python" - "$port" "$KTSWEEP_API_TOKENS" "$work/readyz-2.json" "$work/schedulers.txt" <<'PY' ||
+import json
+import sys
+import time
+
+import httpx
+
+port, token, other_path, schedulers_path = sys.argv[1:]
+hosts = dict(line.split() for line in open(schedulers_path))
+auth = {"Authorization": f"Bearer {token}"}
+active = httpx.get(f"http://127.0.0.1:{port}/readyz", headers=auth).json()["scheduler"]
+other = json.load(open(other_path))["scheduler"]
+print(f"active scheduler, as api names it: {active}; as api-2 names it: {other}")
+if active != other or active["host"] not in hosts:
+    sys.exit("the replicas do not name the same active scheduler, one of the scheduler containers")
+pids = {}
+deadline = time.monotonic() + 60
+while len(pids) < 2 and time.monotonic() < deadline:
+    answer = httpx.get(f"http://127.0.0.1:{port}/healthz").json()  # a new connection each time
+    pids[answer["pid"]] = answer["role"]
+print(f"processes of api that answered /healthz: {pids}")
+sys.exit(0 if len(pids) == 2 and set(pids.values()) == {"api"} else 1)
+PY
+    fail "the API replicas did not answer as expected (above)"
+
+# ------------------------------------------------------------------------------------------------
+phase "sweep, kill a scheduler"
 
 cat >"$work/sweep.yaml" <<'YAML'
 name: compose-e2e-digits
@@ -239,41 +293,94 @@ metric: {name: val_accuracy, goal: maximize}
 parameters:
   units: {values: [16, 32]}
   learning_rate: {distribution: log_uniform_values, min: 1.0e-3, max: 1.0e-2}
-run_cap: 4
+run_cap: 6
 parallelism: 2
 trial:
   hypermodel: ktsweep.examples.digits:build_model
   data: ktsweep.examples.digits:load_data
-  fit: {epochs: 2, batch_size: 64}
+  fit: {epochs: 3, batch_size: 64}
   resources: {cpu: 1}
 wandb: {project: ktsweep-compose-e2e, mode: offline}
 YAML
 
-"$python" - "$port" "$KTSWEEP_API_TOKENS" "$work/sweep.yaml" >"$work/sweep.json" <<'PY' ||
+# Submit; once a trial has completed and another has checkpointed an epoch, SIGKILL the active
+# scheduler's container; the other scheduler must take over (as /readyz says) and the sweep end
+# with exactly run_cap trials, every one completed.
+"$python" - "$port" "$KTSWEEP_API_TOKENS" "$work/sweep.yaml" "$work/schedulers.txt" \
+    >"$work/sweep.json" <<'PY' ||
 import json
+import subprocess
 import sys
+import time
 
 import httpx
 
-url, token, spec_path = f"http://127.0.0.1:{sys.argv[1]}/api/v1", sys.argv[2], sys.argv[3]
-headers = {"Authorization": f"Bearer {token}"}
-with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
+port, token, spec_path, schedulers_path = sys.argv[1:]
+hosts = dict(line.split() for line in open(schedulers_path))
+log = sys.stderr.write
+with httpx.Client(
+    base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}, timeout=30
+) as http:
+
+    def trials(sweep_id):
+        return http.get(f"/api/v1/sweeps/{sweep_id}/trials", params={"limit": 500}).json()["items"]
+
+    killed = http.get("/readyz").json()["scheduler"]
     answer = http.post(
-        "/sweeps",
+        "/api/v1/sweeps",
         content=open(spec_path).read(),
         headers={"Content-Type": "application/yaml"},
     )
     if answer.status_code != 201:
         sys.exit(f"submitting the sweep: HTTP {answer.status_code}: {answer.text}")
     sweep = answer.json()
-    import time
-
+    deadline = time.monotonic() + 600
+    while True:
+        states = [(t["state"], t["checkpoint"]) for t in trials(sweep["id"])]
+        if any(s == "completed" for s, _ in states) and any(
+            s == "running" and checkpoint for s, checkpoint in states
+        ):
+            break
+        sweep = http.get(f"/api/v1/sweeps/{sweep['id']}").json()
+        if sweep["state"] != "running" or time.monotonic() > deadline:
+            sys.exit(f"the sweep ended ({sweep['state']}) before the scheduler could be killed")
+        time.sleep(0.5)
+    container = hosts[killed["host"]]
+    log(f"trials before the kill: {[s for s, _ in states]}\n")
+    log(f"killing the active scheduler {killed} (container {container}) with SIGKILL\n")
+    # (podman prints the container's name: not on this script's stdout, which is the JSON)
+    subprocess.run(
+        ["podman", "kill", "--signal", "KILL", container], check=True, stdout=subprocess.DEVNULL
+    )
+    killed_at = time.monotonic()
+    deadline = killed_at + 45
+    while True:
+        answer = http.get("/readyz")
+        active = answer.json().get("scheduler") if answer.status_code == 200 else None
+        if active and active["host"] != killed["host"] and active["host"] in hosts:
+            break
+        if time.monotonic() > deadline:
+            sys.exit(f"no other scheduler took over within 45 s: /readyz answers {answer.text}")
+        time.sleep(0.5)
+    takeover_s = time.monotonic() - killed_at
+    log(f"{active} ({hosts[active['host']]}) took over {takeover_s:.1f} s after the kill\n")
     deadline = time.monotonic() + 900
     while sweep["state"] == "running" and time.monotonic() < deadline:
         time.sleep(2)
-        sweep = http.get(f"/sweeps/{sweep['id']}").json()
-    trials = http.get(f"/sweeps/{sweep['id']}/trials", params={"limit": 500}).json()["items"]
-print(json.dumps({"id": sweep["id"], "state": sweep["state"], "trials": trials}))
+        sweep = http.get(f"/api/v1/sweeps/{sweep['id']}").json()
+    final = trials(sweep["id"])
+print(
+    json.dumps(
+        {
+            "id": sweep["id"],
+            "state": sweep["state"],
+            "trials": final,
+            "killed": killed,
+            "active": active,
+            "takeover_s": takeover_s,
+        }
+    )
+)
 PY
     fail "the sweep could not be run through the API: $(cat "$work/sweep.json")"
 "$python" - "$work/sweep.json" <<'PY' || fail "the sweep did not finish as expected (above)"
@@ -281,12 +388,14 @@ import json
 import sys
 
 sweep = json.load(open(sys.argv[1]))
+print(f"the active scheduler took over {sweep['takeover_s']:.1f} s after the kill (target 15 s)")
 states = [trial["state"] for trial in sweep["trials"]]
 print(f"sweep {sweep['id']}: {sweep['state']}, trials: {states}")
 for trial in sweep["trials"]:
+    print(f"trial {trial['id']}: {trial['state']}, attempts {trial['attempts']}")
     if trial["state"] != "completed":
-        print(f"trial {trial['id']}: {trial['state']}: {trial.get('error')}")
-ok = sweep["state"] == "finished" and len(states) == 4 and set(states) == {"completed"}
+        print(f"  {trial.get('error')}")
+ok = sweep["state"] == "finished" and len(states) == 6 and set(states) == {"completed"}
 sys.exit(0 if ok else 1)
 PY
 
@@ -304,27 +413,26 @@ for trial in trials:
 print(f"Ray nodes that ran trials (as the trials record them): {len(nodes)}")
 sys.exit(0 if len(nodes) >= 2 and all(trial.get("node") for trial in trials) else 1)
 PY
-# The API container runs KTSWEEP_API_PROCESSES (2 by default) processes on one port.
-"$python" - "$port" <<'PY' || fail "the API did not answer from its 2 processes"
+# The replica without a published port names the new active scheduler too.
+podman exec "$api_2" curl -fsS -H "Authorization: Bearer $KTSWEEP_API_TOKENS" \
+    http://localhost:8000/readyz >"$work/readyz-2.json" ||
+    fail "api-2 did not answer /readyz after the takeover"
+"$python" - "$work/sweep.json" "$work/readyz-2.json" <<'PY' ||
+import json
 import sys
-import time
 
-import httpx
-
-roles = {}
-deadline = time.monotonic() + 60
-while len(roles) < 2 and time.monotonic() < deadline:
-    answer = httpx.get(f"http://127.0.0.1:{sys.argv[1]}/healthz").json()  # a new connection
-    roles[answer["pid"]] = answer["role"]
-print(f"API processes that answered /healthz: {sorted(roles.values())}")
-sys.exit(0 if sorted(roles.values()) == ["follower", "scheduler"] else 1)
+active = json.load(open(sys.argv[1]))["active"]
+named = json.load(open(sys.argv[2]))["scheduler"]
+print(f"api-2 names the active scheduler: {named}")
+sys.exit(0 if named == active else 1)
 PY
+    fail "api-2 does not name the scheduler that took over"
 sweep_id="$("$python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$work/sweep.json")"
 rows="$(podman exec "$postgres" psql -U ktsweep -d ktsweep -tAc \
     "select count(*) from trials where sweep_id = '$sweep_id' and state = 'completed'")" ||
     fail "could not query the containerised PostgreSQL"
 echo "PostgreSQL: $rows completed trials of sweep $sweep_id in table trials"
-[ "$rows" -eq 4 ] || fail "expected 4 completed trial rows in PostgreSQL, found '$rows'"
+[ "$rows" -eq 6 ] || fail "expected 6 completed trial rows in PostgreSQL, found '$rows'"
 nodes="$(podman exec "$postgres" psql -U ktsweep -d ktsweep -tAc \
     "select count(distinct node->>'id') from trials where sweep_id = '$sweep_id'")" ||
     fail "could not query the containerised PostgreSQL"

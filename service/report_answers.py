@@ -23,6 +23,7 @@ from ktsweep.service.models import Sweep, SweepState, Trial
 from ktsweep.service.report_writer import ReportWriter, record_and_answer
 from ktsweep.service.search import SearchMethod, make_search_method
 from ktsweep.service.search.base import finished_in_order
+from ktsweep.service.search.stopping import make_stopping_rule
 from ktsweep.service.sweeps import ReportIn
 from ktsweep.service.trial_records import records_with_histories
 
@@ -83,6 +84,8 @@ class ReportAnswers:
         with self.sessions() as session:
             trial = store.get_trial(session, trial_id)
             sweep_id, number = trial.sweep_id, trial.number
+            if not self.reports_need_answers(trial.sweep):
+                return "continue"
             with self._lock_of(sweep_id):
                 method, records = self._method(session, trial.sweep)
                 if not self.decides_on_reports[sweep_id]:
@@ -98,6 +101,10 @@ class ReportAnswers:
         """Whether the sweep's reports can be answered "stop" (it has an early-termination
         rule): only then must a worker wait for each answer."""
         decides = self.decides_on_reports.get(sweep.id)
+        if decides is None and make_stopping_rule(store.sweep_spec(sweep)) is None:
+            # No `early_terminate`: every answer is "continue", and the search method (which
+            # may import Keras Tuner and TensorFlow: seconds) need not be built to know it.
+            decides = self.decides_on_reports[sweep.id] = False
         if decides is None:
             with self.sessions() as session, self._lock_of(sweep.id):
                 self._method(session, session.get(Sweep, sweep.id) or sweep)

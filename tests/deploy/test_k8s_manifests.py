@@ -143,6 +143,13 @@ def test_artifact_volume_is_shared_by_the_api_and_every_ray_node():
         assert volumes["artifacts"]["persistentVolumeClaim"]["claimName"] == "ktsweep-artifacts"
 
 
+def container_env(kind: str, name: str) -> set[str]:
+    """The names of the environment variables a Deployment's container gets, ConfigMap included."""
+    config = find("ConfigMap", "ktsweep-config")[0]["data"]
+    container = find(kind, name)[0]["spec"]["template"]["spec"]["containers"][0]
+    return set(config) | {variable["name"] for variable in container.get("env", [])}
+
+
 def test_api_and_ray_nodes_get_the_settings_the_app_reads():
     config = find("ConfigMap", "ktsweep-config")[0]["data"]
     secrets = find("Secret", "ktsweep-secrets")[0]["stringData"]
@@ -152,10 +159,55 @@ def test_api_and_ray_nodes_get_the_settings_the_app_reads():
         assert prefix in ("KTSWEEP", "WANDB", "RAY", "POSTGRES"), name
         if prefix == "KTSWEEP":
             assert name in known, f"{name} is not a setting the app reads"
-    api = find("Deployment", "ktsweep-api")[0]["spec"]["template"]["spec"]["containers"][0]
-    api_env = set(config) | {variable["name"] for variable in api["env"]}
+    api_env = container_env("Deployment", "ktsweep-api")
     assert known - {"KTSWEEP_SECRET"} <= api_env, known - api_env
-    assert {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "KTSWEEP_API_TOKENS"} <= api_env
+    scheduler_env = container_env("Deployment", "ktsweep-scheduler")
+    assert known - {"KTSWEEP_SECRET", "KTSWEEP_API_TOKENS"} <= scheduler_env
+    assert {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN"} <= scheduler_env
     for name, template in ray_pod_templates().items():
         env = {variable["name"] for variable in template["spec"]["containers"][0]["env"]}
         assert "RAY_AUTH_TOKEN" in env, name
+
+
+def test_each_pod_gets_only_the_secrets_it_needs():
+    operator = {"KTSWEEP_API_TOKENS", "KTSWEEP_DATABASE_URL", "KTSWEEP_SECRET"}
+    # Ray nodes run trial code: no operator secret at all.
+    for name, template in ray_pod_templates().items():
+        env = {variable["name"] for variable in template["spec"]["containers"][0]["env"]}
+        assert not env & operator, f"ray-{name} gets {env & operator}"
+    # The schedulers drive Ray and write the database; they serve no request.
+    scheduler_env = container_env("Deployment", "ktsweep-scheduler")
+    assert "KTSWEEP_DATABASE_URL" in scheduler_env
+    assert not scheduler_env & {"KTSWEEP_API_TOKENS", "KTSWEEP_SECRET"}
+    # The API never joins Ray.
+    api_env = container_env("Deployment", "ktsweep-api")
+    assert {"KTSWEEP_API_TOKENS", "KTSWEEP_DATABASE_URL"} <= api_env
+    assert "RAY_AUTH_TOKEN" not in api_env
+
+
+def test_api_runs_as_stateless_replicas():
+    api = find("Deployment", "ktsweep-api")[0]
+    assert api["spec"]["replicas"] >= 2
+    assert api["spec"]["strategy"]["type"] == "RollingUpdate"
+    command = api["spec"]["template"]["spec"]["containers"][0]["command"]
+    # API only, several processes through the stock server, and no Ray node of its own.
+    assert command[:3] == ["ktsweep", "serve", "--no-scheduler"], command
+    config = find("ConfigMap", "ktsweep-config")[0]["data"]
+    assert int(config["KTSWEEP_API_WORKERS"]) >= 2
+    port = int(command[command.index("--port") + 1])
+    container = api["spec"]["template"]["spec"]["containers"][0]
+    assert container["ports"][0]["containerPort"] == port
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    budget = find("PodDisruptionBudget", "ktsweep-api")[0]["spec"]
+    labels = api["spec"]["template"]["metadata"]["labels"]
+    assert budget["selector"]["matchLabels"].items() <= labels.items()
+    assert budget["maxUnavailable"] < api["spec"]["replicas"]
+
+
+def test_two_schedulers_run_as_the_ray_driver():
+    scheduler = find("Deployment", "ktsweep-scheduler")[0]
+    assert scheduler["spec"]["replicas"] == 2
+    container = scheduler["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["ray-node", "driver", "ktsweep", "scheduler"]
+    assert "ports" not in container  # it serves nothing: the API reads its state from PostgreSQL
+    assert not find("Service", "ktsweep-scheduler")
