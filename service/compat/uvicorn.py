@@ -1,8 +1,8 @@
 """uvicorn's httptools protocol with limits on each request's line and headers.
 
 Why this touches uvicorn's internals: its public settings do not limit a request's head under
-the httptools protocol the controller runs (`HTTP_PROTOCOL`, the import string given to
-uvicorn's `http=` option, so that `--workers N` processes use it too).
+the httptools protocol the controller runs (`HTTP_PROTOCOL`, the class given to uvicorn's `http=`
+option, which `--workers N` processes receive too).
 `h11_max_incomplete_event_size` applies to the h11 protocol only, httptools buffers a header
 of any size (a 200 MB value was held whole), and no setting bounds how long a client may take
 to send its head: `timeout_keep_alive` starts only once a response has gone, so a connection
@@ -27,10 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-# What `uvicorn.Config(http=...)` is given: an import string, which each worker process of
-# `uvicorn.run(..., workers=N)` imports for itself.
-HTTP_PROTOCOL = "ktsweep.service.compat.uvicorn:LimitedHttpToolsProtocol"
 
 
 @dataclass(frozen=True)
@@ -187,3 +183,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             )
             self.transport.write(head + body)
         self.transport.close()
+
+
+# What `uvicorn.Config(http=...)` is given: the class itself (every uvicorn the project allows
+# takes one; import strings only from later versions). Each worker process of
+# `uvicorn.run(..., workers=N)` receives it by reference and imports this module for itself.
+HTTP_PROTOCOL = LimitedHttpToolsProtocol
