@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import os
 import signal
-import uuid
 
 import httpx
 import pytest
 import yaml
-from sqlalchemy import create_engine, text
 
 from ktsweep.client import Client
 from tests.e2e.conftest import REPO, SchedulerProcess, ServerProcess
-from tests.service.conftest import POSTGRES_ADMIN_URL, require_postgres
+from tests.service.conftest import empty_postgres_database
 from tests.waiting import wait_for
 
 EPOCHS = 6
@@ -25,15 +23,8 @@ RUN_CAP = 6
 @pytest.fixture()
 def postgres_url():
     """An empty PostgreSQL database of its own."""
-    require_postgres()
-    name = f"ktsweep_failover_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with empty_postgres_database("ktsweep_failover") as url:
+        yield url
 
 
 def failover_spec() -> dict:
