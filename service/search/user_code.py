@@ -38,6 +38,23 @@ def timeout_s() -> float:
         return DEFAULT_TIMEOUT_S
 
 
+def exchange_line(process: subprocess.Popen, request: dict[str, Any], timeout: float) -> str | None:
+    """Send `request` to a child as one JSON line and read its one-line answer: "" when the
+    child has died (or its pipe broke), None when no answer came within `timeout` seconds."""
+    try:
+        process.stdin.write(json.dumps(request) + "\n")
+        process.stdin.flush()
+    except (BrokenPipeError, OSError):
+        return ""
+    answer: list[str] = []
+    reader = threading.Thread(target=lambda: answer.append(process.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if reader.is_alive():
+        return None
+    return answer[0] if answer else ""
+
+
 class UserCodeProcess:
     """The child process, started on first use and again after it died or was killed."""
 
@@ -51,15 +68,8 @@ class UserCodeProcess:
         timeout = timeout_s() if timeout is None else timeout
         with self._lock:
             process = self._running()
-            process.stdin.write(json.dumps(request) + "\n")
-            process.stdin.flush()
-            answer: list[str] = []
-            reader = threading.Thread(
-                target=lambda: answer.append(process.stdout.readline()), daemon=True
-            )
-            reader.start()
-            reader.join(timeout)
-            if reader.is_alive():
+            answer = exchange_line(process, request, timeout)
+            if answer is None:
                 self._kill()
                 raise UserCodeError(
                     f"the spec's code took longer than {timeout:g} s (building the model to "
@@ -67,14 +77,14 @@ class UserCodeProcess:
                     "faster, list the hyperparameters in `parameters`, or ask the operator to "
                     "raise KTSWEEP_USER_CODE_TIMEOUT_S."
                 )
-            if not answer or not answer[0]:
+            if not answer:
                 code = process.wait()
                 self._process = None
                 raise UserCodeError(
                     f"the spec's code ended the process that imported it (exit code {code}); "
                     "a module or `build(hp)` must not exit or kill its process."
                 )
-            return json.loads(answer[0])
+            return json.loads(answer)
 
     def close(self) -> None:
         with self._lock:

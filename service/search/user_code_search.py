@@ -30,7 +30,7 @@ from ktsweep.lifecycle import SUCCEEDED_STATES
 from ktsweep.service.pareto import objective_values
 from ktsweep.service.search.base import SearchMethod, TrialRecord, finished_in_order
 from ktsweep.service.search.space import SearchSpace, nest
-from ktsweep.service.search.user_code import UserCodeError, timeout_s
+from ktsweep.service.search.user_code import UserCodeError, exchange_line, timeout_s
 from ktsweep.service.spec import SpecProblem, SweepSpec, objectives_of
 
 # The child runs `_child.py` by its path: `-m` would import this package first (scipy and the
@@ -200,34 +200,23 @@ class SchedulerCodeProcess:
         timeout = timeout_s() if timeout is None else timeout
         with self._lock:
             process = self._running()
-            answer: list[str] = []
-            try:
-                process.stdin.write(json.dumps(request) + "\n")
-                process.stdin.flush()
-            except (BrokenPipeError, OSError):
-                pass  # it died: the empty answer below says so
-            else:
-                reader = threading.Thread(
-                    target=lambda: answer.append(process.stdout.readline()), daemon=True
+            answer = exchange_line(process, request, timeout)
+            if answer is None:
+                self._kill()
+                raise UserCodeError(
+                    f"the scheduler code took longer than {timeout:g} s to answer "
+                    f"({request['op']!r}); make its import, `optimizer()` and "
+                    "`search_space(trial)` faster, or ask the operator to raise "
+                    "KTSWEEP_USER_CODE_TIMEOUT_S."
                 )
-                reader.start()
-                reader.join(timeout)
-                if reader.is_alive():
-                    self._kill()
-                    raise UserCodeError(
-                        f"the scheduler code took longer than {timeout:g} s to answer "
-                        f"({request['op']!r}); make its import, `optimizer()` and "
-                        "`search_space(trial)` faster, or ask the operator to raise "
-                        "KTSWEEP_USER_CODE_TIMEOUT_S."
-                    )
-            if not answer or not answer[0]:
+            if not answer:
                 code = process.wait()
                 self._process = None
                 raise UserCodeError(
                     f"the scheduler code ended the process that ran it (exit code {code}); "
                     "`source`, `optimizer` and `search_space` must not exit or kill it."
                 )
-        decoded = json.loads(answer[0])
+        decoded = json.loads(answer)
         if "error" in decoded:
             raise UserCodeError(f"the scheduler code failed: {decoded['error']}")
         return decoded
