@@ -6,14 +6,15 @@ on each function (minimised), one at a time, for seeds 0..9, and the median best
 against that figure and against `random`.
 
 Methods are ktsweep's own search-method classes, fed the function's value of each trial as a
-finished trial (no controller, no Ray): `random`, `bayes` (Keras Tuner's Gaussian-process
-oracle), `tpe` (Optuna's TPE), `custom` with `engine: optuna` (one objective: TPE too), and
-`gp (optuna)`, Optuna's `GPSampler` driven the same way (`GaussianProcessSearch`, not what any
-`method` runs today; it needs PyTorch and is left out without it). The peer row `optuna
-GPSampler` is a plain Optuna study with one `GPSampler` (seeded once, over the functions' own
-bounds), for what the engine gets outside ktsweep.
+finished trial (no controller, no Ray): `random`, `bayes` (Optuna's Gaussian process where
+PyTorch is installed, `GaussianProcessSearch`), `bayes (Keras Tuner)` (what `bayes` runs
+without PyTorch: Keras Tuner's Gaussian-process oracle), `tpe` (Optuna's TPE) and `custom`
+with `engine: optuna` (one objective: the same Gaussian process as `bayes`, TPE without
+PyTorch). The peer row `optuna GPSampler` is a plain Optuna study with one default `GPSampler`
+(seeded once, 10 random trials, over the functions' own bounds), for what the engine gets
+outside ktsweep.
 
-Usage: python bench/single_objective.py [--seeds N] [--methods NAME,NAME,...]
+Usage: python bench/single_objective.py [--seeds N] [--first-seed S] [--methods NAME,...]
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from search_efficiency import branin, hartmann6  # noqa: E402  (same folder)
 
 from ktsweep.service.search import TrialRecord, make_search_method  # noqa: E402
 from ktsweep.service.search.bayes_search import (  # noqa: E402
-    GaussianProcessSearch,
+    KerasTunerBayesSearch,
     gp_sampler_available,
 )
 from ktsweep.service.spec import parse_spec  # noqa: E402
@@ -46,8 +47,8 @@ FUNCTIONS = {
     "branin": (branin, {"x1": (-5.0, 10.0), "x2": (0.0, 15.0)}, 0.397887),
     "hartmann6": (hartmann6, {f"x{i}": (0.0, 1.0) for i in range(1, 7)}, -3.32237),
 }
-METHODS = ("random", "bayes", "tpe", "custom", "gp (optuna)", "optuna GPSampler")
-NEEDS_TORCH = ("gp (optuna)", "optuna GPSampler")
+METHODS = ("random", "bayes", "bayes (Keras Tuner)", "tpe", "custom", "optuna GPSampler")
+NEEDS_TORCH = ("optuna GPSampler",)
 
 
 def function_spec(method: str, bounds: dict[str, tuple[float, float]], seed: int):
@@ -65,8 +66,9 @@ def function_spec(method: str, bounds: dict[str, tuple[float, float]], seed: int
 
 
 def make_method(method: str, bounds, seed: int):
-    if method == "gp (optuna)":
-        return GaussianProcessSearch(function_spec("tpe", bounds, seed))
+    if method == "bayes (Keras Tuner)":
+        spec = function_spec("bayes", bounds, seed)
+        return KerasTunerBayesSearch(spec, space=make_search_method(spec).space)
     return make_search_method(function_spec(method, bounds, seed))
 
 
@@ -102,10 +104,11 @@ def best_after(method: str, function, bounds, seed: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
+    parser.add_argument("--seeds", type=int, default=10, help="how many seeds (default 10)")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0)")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated")
     args = parser.parse_args()
-    seeds = range(args.seeds)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     methods = [m for m in args.methods.split(",") if m in METHODS]
     if not gp_sampler_available():
         methods = [m for m in methods if m not in NEEDS_TORCH]

@@ -19,9 +19,9 @@ log = logging.getLogger(__name__)
 def _method_class(method: str) -> type[SearchMethod]:
     # Model-based methods import their libraries only when a sweep uses them.
     if method == "bayes":
-        from ktsweep.service.search.bayes_search import BayesSearch
+        from ktsweep.service.search.bayes_search import bayes_search_class
 
-        return BayesSearch
+        return bayes_search_class()
     if method == "hyperband":
         from ktsweep.service.search.hyperband_search import HyperbandSearch
 

@@ -6,6 +6,7 @@ import copy
 from datetime import datetime, timedelta, timezone
 
 from ktsweep.service.search import Suggestion, TrialRecord, make_search_method
+from ktsweep.service.search.bayes_search import KerasTunerBayesSearch
 
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
@@ -85,11 +86,17 @@ class ScriptedSweep:
             if len(self.records) >= trials or not self.end_oldest(*methods):
                 break
 
-    def restored(self, spec):
-        """A new method for the same spec, restored from (a copy of) the trials so far."""
-        method = make_search_method(spec)
+    def restored(self, spec, make=make_search_method):
+        """A new method for the same spec (made by `make`), restored from (a copy of) the
+        trials so far."""
+        method = make(spec)
         method.restore(copy.deepcopy(self.records))
         return method
+
+
+def keras_tuner_bayes(spec) -> KerasTunerBayesSearch:
+    """What `method: bayes` runs where PyTorch is not installed: Keras Tuner's oracle."""
+    return KerasTunerBayesSearch(spec, space=make_search_method(spec).space)
 
 
 def run_to_the_end(search) -> list[Suggestion]:

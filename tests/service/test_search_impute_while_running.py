@@ -8,6 +8,7 @@ import pytest
 
 from ktsweep.service.search import TrialRecord, make_search_method
 from ktsweep.service.spec import parse_spec
+from tests.service.scripted_sweep import keras_tuner_bayes
 
 
 def spec_for(method, impute_while_running="false", parameters=None):
@@ -108,7 +109,7 @@ def fitted_targets(search) -> dict[float, float]:
 
 
 def test_bayes_fits_running_trials_at_their_imputed_value_then_at_their_real_one():
-    search = make_search_method(spec_for("bayes", "latest"))  # one dimension: 3 random trials
+    search = keras_tuner_bayes(spec_for("bayes", "latest"))  # one dimension: 3 random trials
     records = start(search, [0.3, 0.6, 0.9], [0.01, 0.02])
     search.suggest(5, records)
     targets = fitted_targets(search)
@@ -126,7 +127,7 @@ def test_bayes_fits_running_trials_at_their_imputed_value_then_at_their_real_one
 
 
 def test_bayes_without_impute_while_running_guesses_running_trials_from_its_process():
-    search = make_search_method(spec_for("bayes"))
+    search = keras_tuner_bayes(spec_for("bayes"))
     records = start(search, [0.3, 0.6, 0.9, 0.5], [0.01])
     search.suggest(5, records)
     guess = fitted_targets(search)[round(records[4].hyperparameters["x"], 9)]

@@ -7,7 +7,7 @@ import pytest
 
 from ktsweep.service.search import TrialRecord, make_search_method
 from ktsweep.service.spec import parse_spec
-from tests.service.scripted_sweep import SPACE, ScriptedSweep
+from tests.service.scripted_sweep import SPACE, ScriptedSweep, keras_tuner_bayes
 
 
 def spec_for(method, parameters, seed=5, epochs=9, **extra):
@@ -87,10 +87,10 @@ def test_tpe_restored_without_the_finished_trials_would_suggest_otherwise():
 def test_bayes_relearns_its_trials_and_leaves_its_random_start_behind():
     spec = spec_for("bayes", {"x": {"min": 0.0, "max": 1.0}})  # one dimension: 3 random trials
     sweep = ScriptedSweep(parallelism=1)
-    uninterrupted = make_search_method(spec)
+    uninterrupted = keras_tuner_bayes(spec)
     sweep.run(6, uninterrupted)
     sweep.end_oldest(uninterrupted)
-    restored = sweep.restored(spec)
+    restored = sweep.restored(spec, keras_tuner_bayes)
 
     trials = list(restored.oracle.trials.values())
     assert [trial.status for trial in trials] == ["COMPLETED"] * 6
@@ -109,8 +109,8 @@ def test_bayes_relearns_its_trials_and_leaves_its_random_start_behind():
 def test_bayes_made_without_restore_would_start_over_at_random():
     spec = spec_for("bayes", {"x": {"min": 0.0, "max": 1.0}})
     sweep = ScriptedSweep(parallelism=1)
-    sweep.run(6, make_search_method(spec))
-    forgetful = make_search_method(spec)
+    sweep.run(6, keras_tuner_bayes(spec))
+    forgetful = keras_tuner_bayes(spec)
     assert forgetful.suggest(6, sweep.records) == sweep.records[0].hyperparameters
     assert not hasattr(forgetful.oracle.gpr, "X_train_")
 
@@ -119,18 +119,18 @@ def test_seeded_bayes_restarted_in_its_random_start_draws_on_where_it_was():
     lr = {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-1}
     spec = spec_for("bayes", {"x": {"min": 0.1, "max": 0.7}, "lr": lr})
     sweep = ScriptedSweep(parallelism=2)
-    uninterrupted = make_search_method(spec)
+    uninterrupted = keras_tuner_bayes(spec)
     sweep.run(3, uninterrupted)  # two finished, one running: still random (6 initial points)
-    restored = sweep.restored(spec)
+    restored = sweep.restored(spec, keras_tuner_bayes)
     assert continue_both(sweep, uninterrupted, restored, 6) == 3
 
 
 def test_bayes_trial_running_at_the_restart_is_learned_when_it_ends():
     spec = spec_for("bayes", {"x": {"min": 0.0, "max": 1.0}})
     sweep = ScriptedSweep(parallelism=2)
-    uninterrupted = make_search_method(spec)
+    uninterrupted = keras_tuner_bayes(spec)
     sweep.run(4, uninterrupted)
-    restored = sweep.restored(spec)
+    restored = sweep.restored(spec, keras_tuner_bayes)
     running = sweep.running
     assert {trial.trial_id for trial in restored.oracle.ongoing_trials.values()} == {
         restored._trial_ids[record.number] for record in running
