@@ -1,5 +1,5 @@
-"""Several objectives: the hypervolume of `custom` (Optuna's NSGA-II) against random search, cold
-and warm-started.
+"""Several objectives: the hypervolume of `custom` (Optuna's multi-objective TPE) against random
+search, cold and warm-started.
 
 Each sweep runs its trials one at a time with ktsweep's own search-method classes (no
 controller, no Ray), fed each trial's objective values as a finished trial's metrics. After
@@ -7,12 +7,12 @@ the same number of trials, the hypervolume of its trials (both objectives minimi
 fixed reference point) is computed exactly; the median over the seeds is reported.
 
 - `random`: ktsweep's random search over the same parameters.
-- `custom`: `method: custom`, `scheduler: {engine: optuna}`, `metrics: [f1, f2]` (NSGA-II,
-  population 50, Optuna's default).
-- `custom, warm`: the same, warm-started (`prior_sweeps`) with the trials of an earlier, shorter
-  sweep: the first 100 trials (two generations) of the cold `custom` sweep of the next seed
-  (seed 9 takes seed 0's); with fewer trials than that, all of them. Prior trials are learned
-  only; the hypervolume counts the new sweep's own trials.
+- `custom`: `method: custom`, `scheduler: {engine: optuna}`, `metrics: [f1, f2]` (Optuna's
+  multi-objective TPE, 10 random trials first: see `OptunaStudySearch`).
+- `custom, warm`: the same, warm-started (`prior_sweeps`) with the trials of an earlier sweep:
+  the first 100 trials of the cold `custom` sweep of the next seed (seed 9 takes seed 0's);
+  with fewer trials than that, all of them. Prior trials are learned only; the hypervolume
+  counts the new sweep's own trials.
 
 Problems:
 
@@ -25,9 +25,10 @@ Problems:
 "Trials to random's hypervolume": per seed, the first trial after which a sweep's hypervolume
 reaches what the random sweep of that seed had at the end; "never" when it does not.
 
-Usage: python bench/multi_objective.py [synthetic|digits|all] [--quick]
+Usage: python bench/multi_objective.py [synthetic|digits|all] [--quick] [--trials N] [--seeds N]
   --quick: synthetic 150 trials x 10 seeds, digits 12 trials x 3 seeds
-  default: synthetic 200 trials x 10 seeds, digits 15 trials x 5 seeds
+  default: synthetic 200 trials x 10 seeds, digits 30 trials x 10 seeds
+  --trials, --seeds: override both parts' (seeds 0..N-1)
 """
 
 from __future__ import annotations
@@ -250,15 +251,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", nargs="?", default="all", choices=["synthetic", "digits", "all"])
     parser.add_argument("--quick", action="store_true", help="fewer trials and seeds")
-    parser.add_argument("--trials", type=int, help="synthetic trials per sweep")
-    parser.add_argument("--seeds", type=int, help="synthetic seeds (0..N-1)")
+    parser.add_argument("--trials", type=int, help="trials per sweep")
+    parser.add_argument("--seeds", type=int, help="seeds 0..N-1")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     if args.part in ("synthetic", "all"):
         trials = args.trials or (150 if args.quick else 200)
         run_synthetic(trials, range(args.seeds or 10))
     if args.part in ("digits", "all"):
-        run_digits(12 if args.quick else 15, range(3 if args.quick else 5))
+        trials = args.trials or (12 if args.quick else 30)
+        run_digits(trials, range(args.seeds or (3 if args.quick else 10)))
 
 
 if __name__ == "__main__":

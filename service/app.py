@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from ktsweep.service import sweeps as store
 from ktsweep.service import web
@@ -77,12 +77,9 @@ def create_app(
             another scheduler holds it.
     """
     settings = settings or Settings()
-    engine = make_engine(settings.database_url)
-    with prepared_database(engine):
-        migrate(engine)
-        sessions = make_sessions(engine)
-        with sessions() as session:
-            secret = load_or_create_secret(session, settings.secret)
+    engine = _make_engine(settings)
+    secret = _prepare_database(engine, settings.secret)
+    sessions = make_sessions(engine)
     metrics = Metrics(sessions)
     lease = None
     if not scheduler:
@@ -91,7 +88,7 @@ def create_app(
         runner = _make_scheduler(settings, sessions, executor, secret, metrics)
         if is_shared_database(settings.database_url):
             lease = SchedulerLease(settings.database_url)
-    connections = AsyncConnections(engine)
+    connections = AsyncConnections(engine, pool_size=settings.db_pool_size)
     reports = ReportWriter(connections)
 
     term = None
@@ -198,7 +195,9 @@ def create_app(
 
     @app.get("/metrics", tags=["health"], response_class=Response, dependencies=[ReadAccess])
     def prometheus_metrics():
-        """Prometheus metrics: trials by state, scheduling latency, reports, Ray resources."""
+        """Prometheus metrics: trials by state, scheduling latency, reports, Ray resources. The
+        counters are those of every process sharing `PROMETHEUS_MULTIPROC_DIR` (the processes of
+        `ktsweep serve --workers N`), whichever answers; see `Metrics`."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(WriteGuard, allowed_origins=settings.origins)
@@ -213,6 +212,38 @@ def create_app(
     _install_openapi(app)
     _install_docs(app)
     return app
+
+
+def _make_engine(settings: Settings) -> Engine:
+    """The process's (sync) engine, its pool sized by `KTSWEEP_DB_SYNC_POOL_SIZE` and
+    `KTSWEEP_DB_SYNC_MAX_OVERFLOW`."""
+    return make_engine(
+        settings.database_url,
+        pool_size=settings.db_sync_pool_size,
+        max_overflow=settings.db_sync_max_overflow,
+    )
+
+
+def _prepare_database(engine: Engine, secret: str | None) -> str:
+    """Bring the schema up to date and load (or make) the trial-token secret; returns it.
+
+    On PostgreSQL this runs on connections of its own, closed when it returns: the preparation
+    lock holds one while the migrations take another, which a small pool could not give."""
+    if engine.dialect.name != "postgresql":
+        return _migrate_and_load_secret(engine, secret)
+    url = engine.url.render_as_string(hide_password=False)
+    unpooled = make_engine(url, pooled=False)
+    try:
+        return _migrate_and_load_secret(unpooled, secret)
+    finally:
+        unpooled.dispose()
+
+
+def _migrate_and_load_secret(engine: Engine, secret: str | None) -> str:
+    with prepared_database(engine):
+        migrate(engine)
+        with make_sessions(engine)() as session:
+            return load_or_create_secret(session, secret)
 
 
 def _make_scheduler(settings: Settings, sessions, executor, secret: str, metrics) -> Scheduler:
@@ -252,12 +283,9 @@ def run_scheduler(settings: Settings, stopping: threading.Event, executor=None) 
     lease was lost (another scheduler may be active now).
 
     The caller has connected Ray (from the main thread)."""
-    engine = make_engine(settings.database_url)
-    with prepared_database(engine):
-        migrate(engine)
-        sessions = make_sessions(engine)
-        with sessions() as session:
-            secret = load_or_create_secret(session, settings.secret)
+    engine = _make_engine(settings)
+    secret = _prepare_database(engine, settings.secret)
+    sessions = make_sessions(engine)
     lease = SchedulerLease(settings.database_url)
     said = None
     try:

@@ -7,10 +7,13 @@ import logging
 import os
 import socket
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
@@ -20,6 +23,9 @@ from rich.table import Table
 
 from ktsweep.client import TERMINAL_SWEEP_STATES, ApiError, Client
 from ktsweep.local_token import is_loopback, new_token, remove_token, write_token
+
+if TYPE_CHECKING:
+    from ktsweep.service.config import Settings
 
 app = typer.Typer(
     help="Hyperparameter sweeps of Keras models on Ray, tracked in W&B.",
@@ -113,11 +119,10 @@ def serve(
 
     from ktsweep.service.app import create_app
     from ktsweep.service.compat.uvicorn import HTTP_PROTOCOL
-    from ktsweep.service.config import Settings
     from ktsweep.service.leadership import require_shared_database
     from ktsweep.service.observability import configure_logging
 
-    settings = Settings()
+    settings = _settings_or_exit()
     if workers is not None:
         settings.api_workers = workers
     if access_log is not None:
@@ -147,6 +152,17 @@ def serve(
         except ValueError as exc:
             console.print(str(exc), style="red", markup=False, soft_wrap=True, highlight=False)
             raise typer.Exit(2) from None
+    shared_metrics = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if shared_metrics and not Path(shared_metrics).is_dir():
+        console.print(
+            f"PROMETHEUS_MULTIPROC_DIR={shared_metrics} is not a folder: make it (empty), or "
+            "unset it (`--workers N` then uses a temporary one).",
+            style="red",
+            markup=False,
+            soft_wrap=True,
+            highlight=False,
+        )
+        raise typer.Exit(2)
     if not settings.tokens and not is_loopback(host):
         console.print(
             f"[red]Refusing to listen on {host} without API tokens.[/] Anyone who can reach it "
@@ -173,12 +189,13 @@ def serve(
     try:
         if settings.api_workers > 1:
             # uvicorn's own process manager: each process builds the app from the environment.
-            uvicorn.run(
-                "ktsweep.service.app:create_api_app",
-                factory=True,
-                workers=settings.api_workers,
-                **options,
-            )
+            with _metrics_shared_by_processes():
+                uvicorn.run(
+                    "ktsweep.service.app:create_api_app",
+                    factory=True,
+                    workers=settings.api_workers,
+                    **options,
+                )
         else:
             uvicorn.run(create_app(settings, scheduler=scheduler), **options)
     finally:
@@ -203,11 +220,10 @@ def scheduler_command(
     import signal
 
     from ktsweep.service.app import run_scheduler
-    from ktsweep.service.config import Settings
     from ktsweep.service.leadership import require_shared_database
     from ktsweep.service.observability import configure_logging
 
-    settings = Settings()
+    settings = _settings_or_exit()
     if api_url is not None:
         settings.api_url = api_url
     try:
@@ -227,6 +243,35 @@ def scheduler_command(
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
     raise typer.Exit(run_scheduler(settings, stopping))
+
+
+@contextmanager
+def _metrics_shared_by_processes() -> Iterator[None]:
+    """Within the block, the API's processes keep their Prometheus counters in one folder
+    (`PROMETHEUS_MULTIPROC_DIR`), so `/metrics` from any of them sums them all: the folder the
+    user set, or a private temporary one, removed afterwards. The processes are started within
+    the block (uvicorn spawns them, with this environment)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="ktsweep-metrics-") as folder:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        try:
+            yield
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def _settings_or_exit() -> Settings:
+    """The settings from the environment; a bad `KTSWEEP_*` value ends the command here, with a
+    line naming the variable (rather than a traceback from each process)."""
+    from ktsweep.service.config import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        console.print(str(exc), style="red", markup=False, soft_wrap=True, highlight=False)
+        raise typer.Exit(2) from None
 
 
 def _make_up_token(settings, host: str, port: int, announce: bool = True) -> str:
@@ -345,6 +390,15 @@ def status(
             best_text,
         )
     console.print(table)
+    warm_start = sweeps[0].get("warm_start") if sweep_id else None
+    if warm_start:  # what the prior sweeps taught the search method, and what it skipped
+        console.print(
+            f"warm start from {', '.join(warm_start['prior_sweeps'])}: learned "
+            f"{warm_start['learned']} trials, skipped {warm_start['skipped_outside_space']} "
+            f"outside the space and {warm_start['skipped_without_objective']} without the metric",
+            markup=False,
+            highlight=False,
+        )
 
 
 @app.command()

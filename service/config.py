@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -60,6 +60,16 @@ class Settings(BaseSettings):
             Default 10.
         max_concurrency: The most connections and requests in flight per API process; one more
             gets 503. Default 1000.
+        db_pool_size: PostgreSQL connections each process keeps for the API's hot paths (reads,
+            reports), all opened at start; a request finding them all busy waits for one.
+            Default 25.
+        db_sync_pool_size: PostgreSQL connections each process keeps for the rest (the
+            scheduler, the routes that write with a session, `/readyz`, `/metrics`). Default 5.
+        db_sync_max_overflow: Connections the rest may open beyond `db_sync_pool_size` at busy
+            moments, closed once returned. Default 10. A process never holds more than
+            `db_pool_size + db_sync_pool_size + db_sync_max_overflow` pooled connections (a
+            scheduler one more, for its lease); processes times that must fit PostgreSQL's
+            `max_connections` (100 by default).
     """
 
     model_config = SettingsConfigDict(env_prefix="KTSWEEP_", extra="ignore")
@@ -90,6 +100,9 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=16 * 1024, ge=1024)
     header_timeout_s: float = Field(default=10.0, gt=0)
     max_concurrency: int = Field(default=1000, ge=2)
+    db_pool_size: int = Field(default=25, ge=1, le=1000)
+    db_sync_pool_size: int = Field(default=5, ge=1, le=1000)
+    db_sync_max_overflow: int = Field(default=10, ge=0, le=1000)
 
     @property
     def wandb_mode(self) -> str:
@@ -102,3 +115,29 @@ class Settings(BaseSettings):
     @property
     def tokens(self) -> list[str]:
         return [token.strip() for token in self.api_tokens.split(",") if token.strip()]
+
+
+class SettingsError(ValueError):
+    """A `KTSWEEP_*` setting has a value the controller cannot use; the message has one line
+    per bad setting, naming its environment variable and its default."""
+
+
+def load_settings(**overrides) -> Settings:
+    """The settings from the environment (and `overrides`), or `SettingsError` saying which
+    variable is wrong and how to fix it, instead of pydantic's report."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError("\n".join(_problem(error) for error in exc.errors())) from None
+
+
+def _problem(error) -> str:
+    """One line for one bad setting: `KTSWEEP_DB_POOL_SIZE='0': it should be ...`."""
+    name = str(error["loc"][0]) if error["loc"] else ""
+    field = Settings.model_fields.get(name)
+    default = "" if field is None else f" ({field.default})"
+    problem = error["msg"].replace("Input should", "it should", 1)
+    return (
+        f"KTSWEEP_{name.upper()}={error.get('input')!r}: {problem}; "
+        f"set a valid value, or unset it for the default{default}."
+    )

@@ -13,6 +13,7 @@ import psycopg
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
+from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.util import greenlet_spawn
 from starlette.concurrency import run_in_threadpool
@@ -32,8 +33,20 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL and a busy timeout so threads can share it."""
+def make_engine(
+    url: str, pool_size: int = 5, max_overflow: int = 10, *, pooled: bool = True
+) -> Engine:
+    """An engine for `url`; SQLite gets WAL and a busy timeout so threads can share it.
+
+    Args:
+        url: SQLAlchemy URL; a plain `postgresql://` one gets the psycopg 3 driver.
+        pool_size: Connections the pool keeps open (PostgreSQL). Default 5.
+        max_overflow: Connections opened beyond `pool_size` when all are busy, closed once
+            returned (PostgreSQL). Default 10. A caller finding `pool_size + max_overflow`
+            connections out waits for one.
+        pooled: False: no pool, each connection closes once returned (for start-up work,
+            which would otherwise hold the pool's connections). Default True.
+    """
     url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(
@@ -50,7 +63,15 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **_JSON_CODEC)
+    if not pooled:
+        return create_engine(url, poolclass=NullPool, **_JSON_CODEC)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        **_JSON_CODEC,
+    )
 
 
 # JSON columns (histories, metrics, hyperparameters) are encoded and decoded on every report
@@ -77,7 +98,8 @@ class AsyncConnections:
 
     Args:
         engine: The (sync) engine of the database; the async engine shares its URL.
-        pool_size: Connections kept open (PostgreSQL). Default 25.
+        pool_size: Connections kept open (PostgreSQL), and the most it opens: work finding
+            them all busy waits for one. Default 25 (`KTSWEEP_DB_POOL_SIZE`).
     """
 
     def __init__(self, engine: Engine, pool_size: int = 25):

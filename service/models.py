@@ -78,6 +78,9 @@ class Sweep(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # What its warm start (`prior_sweeps`) taught its search method and skipped, written by
+    # the scheduler when it builds the method (`warm_start.store_warm_start`); None before.
+    warm_start: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     trials: Mapped[list[Trial]] = relationship(back_populates="sweep", order_by="Trial.number")
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
+import os
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
@@ -16,52 +17,45 @@ from ktsweep.service.models import Sweep, Trial
 
 
 class Metrics:
-    """The controller's metrics, in a registry of their own (one per app)."""
+    """The controller's metrics, and the registry that `/metrics` exposes (one per app).
 
-    def __init__(self, sessions: sessionmaker, report_count: ReportCount | None = None):
+    The counters and the histogram count what this process did. With `PROMETHEUS_MULTIPROC_DIR`
+    set (`ktsweep serve --no-scheduler --workers N` sets it), prometheus_client keeps them in
+    files there, one per process, and a scrape sums every process's files
+    (`MultiProcessCollector`): whichever process answers, the totals are those of them all,
+    processes that died included. The gauges (trials and sweeps by state, Ray resources) are
+    computed at scrape time, by the process that answers, so they are reported once; no gauge
+    lives in the files, so a dead process's files need no `mark_process_dead`. The variable must
+    be set before prometheus_client is imported, and its folder emptied between runs (the CLI
+    makes a fresh one).
+
+    Args:
+        sessions: Database session factory, for trials and sweeps by state.
+    """
+
+    def __init__(self, sessions: sessionmaker):
+        multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         self.registry = CollectorRegistry()
+        # Under multiprocess mode the counters are read from the files, not from this process.
+        own = None if multiprocess_dir else self.registry
         self.scheduling_latency = Histogram(
             "ktsweep_scheduling_latency_seconds",
             "Time from a free slot (a trial ended, a sweep arrived) to the next trial launched.",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-            registry=self.registry,
+            registry=own,
         )
-        self.reports = report_count or ReportCount()
-        self.registry.register(_ReportsCollector(self.reports))
-        self.trials_launched = Counter(
-            "ktsweep_trials_launched", "Trials handed to Ray.", registry=self.registry
-        )
-        self.registry.register(_StateCollector(sessions))
-        self.registry.register(_RayResourcesCollector())
-
-
-class ReportCount:
-    """Worker reports accepted by this process (each API process counts its own: Prometheus
-    scrapes each, and sums them)."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._count = 0
-
-    def inc(self) -> None:
-        with self._lock:
-            self._count += 1
-
-    @property
-    def total(self) -> int:
-        return self._count
-
-
-class _ReportsCollector:
-    def __init__(self, count: ReportCount):
-        self.count = count
-
-    def collect(self):
-        yield CounterMetricFamily(
+        self.reports = Counter(
             "ktsweep_reports",
             "Worker reports accepted (rate() gives reports per second).",
-            value=self.count.total,
+            registry=own,
         )
+        self.trials_launched = Counter(
+            "ktsweep_trials_launched", "Trials handed to Ray.", registry=own
+        )
+        if multiprocess_dir:
+            MultiProcessCollector(self.registry, path=multiprocess_dir)
+        self.registry.register(_StateCollector(sessions))
+        self.registry.register(_RayResourcesCollector())
 
 
 class _StateCollector:

@@ -33,7 +33,7 @@ from ktsweep.service.report_writer import ReportWriter
 from ktsweep.service.scheduling.sweep_runtime import SweepRuntimes
 from ktsweep.service.scheduling.trial_launcher import TrialLauncher
 from ktsweep.service.search import SearchMethod, Suggestion, TrialRecord
-from ktsweep.service.search.warm_start import prior_records
+from ktsweep.service.search.warm_start import prior_records, store_warm_start
 from ktsweep.service.spec import SweepSpec
 from ktsweep.service.sweeps import ReportIn
 from ktsweep.service.trial_executor import TrialExecutor
@@ -220,6 +220,16 @@ class Scheduler:
                 ).first()
                 if sweep is not None and sweep.state == SweepState.RUNNING.value:
                     self._fill_sweep(session, sweep)
+        self._store_warm_starts()
+
+    def _store_warm_starts(self) -> None:
+        """Store what the warm starts of the methods built since the last pass learned and
+        skipped, for the API (`Sweep.warm_start`). Written here, after the sweep's lock is
+        released: a second session writing the locked row would wait for itself."""
+        for sweep_id, shown in self.runtimes.unstored_warm_starts().items():
+            with self.sessions() as session:
+                store_warm_start(session, sweep_id, shown)
+                session.commit()
 
     def _fill_sweep(self, session: Session, sweep: Sweep) -> None:
         """Start trials in the sweep's free slots; finish the sweep when it is done."""

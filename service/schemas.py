@@ -71,6 +71,21 @@ class ParetoFrontOut(BaseModel):
     )
 
 
+class WarmStartOut(BaseModel):
+    """What a sweep's warm start (`prior_sweeps`) taught its search method, and what it
+    skipped: prior completed trials outside the new space, or without its metric(s)."""
+
+    prior_sweeps: list[str] = Field(description="The sweeps whose trials were read.")
+    learned: int = Field(description="Prior trials the search method learned.")
+    skipped_outside_space: int = Field(
+        description="Prior trials with a value the new space cannot take, or without one of "
+        "its parameters."
+    )
+    skipped_without_objective: int = Field(
+        description="Prior trials that never recorded the new sweep's metric(s)."
+    )
+
+
 class SweepOut(BaseModel):
     id: str
     name: str
@@ -82,6 +97,11 @@ class SweepOut(BaseModel):
     )
     pareto_front_size: int | None = Field(
         None, description="Trials on the Pareto front of a multi-objective sweep, else null."
+    )
+    warm_start: WarmStartOut | None = Field(
+        None,
+        description="What the warm start from `prior_sweeps` learned and skipped, once the "
+        "scheduler has built the sweep's search method; null before, or without `prior_sweeps`.",
     )
     created_at: datetime
     finished_at: datetime | None = None

@@ -145,7 +145,8 @@ class SchedulerSpec(_Strict):
     """W&B's `scheduler` section of a `method: custom` sweep: the engine that picks trials.
 
     `engine: optuna` runs here: an Optuna study whose directions are the sweep's goals, with
-    NSGA-II for several objectives and TPE for one, over the spec's `parameters`. `engine: ax`
+    multi-objective TPE for several objectives and a Gaussian process for one (TPE without
+    PyTorch), over the spec's `parameters` (see `OptunaStudySearch`). `engine: ax`
     runs Ax's client when `ktsweep[ax]` is installed. `source`, `optimizer` and `search_space`
     name user code (a Python file inside an allowed program folder, and functions in it): the
     controller never imports it; it runs in a child process of the sweep's own, without the

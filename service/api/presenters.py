@@ -48,6 +48,7 @@ def sweep_out(session: Session, sweep: Sweep) -> SweepOut:
         trial_counts=store.trial_counts(session, sweep.id),
         best_trial=trial_out(best) if best else None,
         pareto_front_size=None if front is None else len(front),
+        warm_start=sweep.warm_start,
         created_at=sweep.created_at,
         finished_at=sweep.finished_at,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -34,6 +35,9 @@ class SweepRuntime:
         lanes: How many lanes its trials run in (0: none), once known.
         slot_freed_at: When a slot last freed up with no trial launched into it since
             (`time.monotonic()`), for the scheduling-latency metric.
+        warm_start: What the method's warm start learned and skipped (`prior_sweeps`), as the
+            API shows it, until the scheduler has stored it (`SweepRuntimes.unstored_warm_starts`);
+            then None.
     """
 
     def __init__(self, sweep_id: str):
@@ -45,6 +49,7 @@ class SweepRuntime:
         self.unlaunched: set[int] = set()
         self.lanes: int | None = None
         self.slot_freed_at: float | None = None
+        self.warm_start: dict[str, Any] | None = None
 
     def spec_of(self, sweep: Sweep) -> SweepSpec:
         """The sweep's parsed spec (parsed once)."""
@@ -128,21 +133,32 @@ class SweepRuntimes:
         prior_records: Callable[[Sweep, SweepSpec], list[TrialRecord]] | None = None,
     ) -> SearchMethod:
         """The sweep's search method, built once. A sweep with `prior_sweeps` first tells it
-        their completed trials (`prior_records(sweep, spec)`; `warm_start`); a method made for a
-        sweep that already has trials (the controller restarted) then learns them
-        (`records(sweep)`, with their histories; `SearchMethod.restore`)."""
+        their completed trials (`prior_records(sweep, spec)`; `warm_start`), and keeps the
+        report for the scheduler to store; a method made for a sweep that already has trials
+        (the controller restarted) then learns them (`records(sweep)`, with their histories;
+        `SearchMethod.restore`)."""
         runtime = self(sweep.id)
         with self._methods_lock:
             if runtime.method is None:
                 spec = spec or runtime.spec_of(sweep)
                 method = make_search_method(spec)
                 if spec.prior_sweeps and prior_records is not None:
-                    warm_start(method, spec, prior_records(sweep, spec))
+                    report = warm_start(method, spec, prior_records(sweep, spec))
+                    runtime.warm_start = report.as_json(spec.prior_sweeps)
                 found = records(sweep)
                 if found:
                     method.restore(found)
                 runtime.method = method
             return runtime.method
+
+    def unstored_warm_starts(self) -> dict[str, dict[str, Any]]:
+        """The warm-start reports not stored yet, by sweep id; each is handed out once."""
+        with self._lock:
+            reports = {}
+            for sweep_id, runtime in self._runtimes.items():
+                if runtime.warm_start is not None:
+                    reports[sweep_id], runtime.warm_start = runtime.warm_start, None
+            return reports
 
     def forget(self, sweep_id: str) -> None:
         """Drop everything kept of a sweep that has ended (finished, failed or cancelled)."""

@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ktsweep.lifecycle import ACTIVE_STATES, SUCCEEDED_STATES
 from ktsweep.service.pareto import objective_values
 from ktsweep.service.search.base import SearchMethod, TrialRecord, finished_in_order
 from ktsweep.service.search.user_code_search import config_from_coordinates
 from ktsweep.service.spec import objectives_of
+
+if TYPE_CHECKING:
+    from ktsweep.service.search.warm_start import PriorTrial
 
 
 class AxSearch(SearchMethod):
@@ -28,7 +31,8 @@ class AxSearch(SearchMethod):
     `ktsweep.service.pareto.objective_values`); a failed or cancelled one, or one without every
     objective's value, is marked failed. `restore` attaches the stored trials to a new
     experiment (`Client.attach_trial`) and completes or fails the finished ones, so the same
-    sweep goes on after a controller restart.
+    sweep goes on after a controller restart; a warm start (`learn_prior_trials`) attaches and
+    completes earlier sweeps' trials first.
 
     Ax runs in the scheduler's process: it is a library the operator installed, not user code.
 
@@ -121,16 +125,30 @@ class AxSearch(SearchMethod):
         complete or fail the finished ones in the order they ended."""
         if self._dimensions:
             for trial in sorted(trials, key=lambda t: t.number):
-                coordinates = self.space.coordinates(trial.hyperparameters)
-                parameters = {
-                    self._ax_names[d.name]: coordinates.get(
-                        d.name, len(d.choices) // 2 if d.choices is not None else 0.5
-                    )
-                    for d in self._dimensions
-                }
+                parameters = self._parameters(trial.hyperparameters)
                 self._index[trial.number] = self.client.attach_trial(parameters)
         for trial in finished_in_order(trials):
             self.observe(trial)
+
+    def learn_prior_trials(self, trials: list[PriorTrial]) -> None:
+        """Learn completed trials of earlier sweeps (`prior_sweeps`): each is attached to the
+        experiment and completed with its values, before the sweep's own trials.
+
+        Raises:
+            RuntimeError: the method has already suggested or learned a trial.
+        """
+        if self._index or self.finished:
+            raise RuntimeError(
+                "tell a search method its prior trials before its first suggestion (and "
+                "before `restore`)."
+            )
+        if not self._dimensions:  # nothing to search: nothing to learn
+            return
+        for trial in trials:
+            index = self.client.attach_trial(self._parameters(trial.hyperparameters))
+            self.client.complete_trial(
+                index, raw_data={f"objective_{i}": v for i, v in enumerate(trial.values)}
+            )
 
     def values_of(self, trial: TrialRecord) -> list[float] | None:
         """The objective values to complete the trial with (None: it failed)."""
@@ -141,6 +159,16 @@ class AxSearch(SearchMethod):
             if own is not None:
                 return [own]
         return objective_values(trial.metrics, self.objectives, trial.history)
+
+    def _parameters(self, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+        """A configuration as Ax's parameters (a dimension it lacks: at its middle)."""
+        coordinates = self.space.coordinates(hyperparameters)
+        return {
+            self._ax_names[d.name]: coordinates.get(
+                d.name, len(d.choices) // 2 if d.choices is not None else 0.5
+            )
+            for d in self._dimensions
+        }
 
     def _coordinates(self, parameters: dict[str, Any]) -> dict[str, Any]:
         return {d.name: parameters[self._ax_names[d.name]] for d in self._dimensions}

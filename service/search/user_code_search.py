@@ -1,16 +1,23 @@
-"""`scheduler: {engine: optuna, source, optimizer, search_space}`: the user's Optuna code.
+"""`scheduler: {engine: optuna | ax, source, optimizer, search_space}`: the user's scheduler
+code, for Optuna or for Ax.
 
-`source` is a Python file; `optimizer` names a function in it that returns the study (an
-`optuna.Study`) or its sampler (an `optuna.samplers.BaseSampler`); `search_space` names a
-function that defines a trial's parameters with `trial.suggest_*` (Optuna's define-by-run).
+`source` is a Python file. With `engine: optuna`, `optimizer` names a function in it that
+returns the study (an `optuna.Study`) or its sampler (an `optuna.samplers.BaseSampler`), and
+`search_space` a function that defines a trial's parameters with `trial.suggest_*` (Optuna's
+define-by-run). With `engine: ax`, `optimizer` returns an `ax.Client` (made with the options
+the user wants, its experiment not configured yet), and `search_space` returns the
+experiment's parameters (a list of `ax.RangeParameterConfig` / `ax.ChoiceParameterConfig`);
+ktsweep configures the experiment with them (or with the spec's `parameters`) and the
+objectives with the sweep's goals (`metric` or `metrics`).
 
 That code is the user's, so the controller never runs it in its own process: each sweep gets a
 child process of its own (`_child.py`, next to this module) that imports `source` and holds the
-study for the sweep's life. The controller asks it for each trial and tells it how each trial
-ended, over a pipe, in JSON. The child's environment has none of the controller's secrets, and
-a request that takes longer than `KTSWEEP_USER_CODE_TIMEOUT_S` (default 60 s) kills it: the
-suggestion then fails with an error saying so, and the next one starts a new child, which
-replays the sweep's trials into a new study first. A controller restart does the same.
+study or client for the sweep's life. The controller asks it for each trial and tells it how
+each trial ended, over a pipe, in JSON. The child's environment has none of the controller's
+secrets, and a request that takes longer than `KTSWEEP_USER_CODE_TIMEOUT_S` (default 60 s) kills
+it: the suggestion then fails with an error saying so, and the next one starts a new child,
+which replays the sweep's trials into a new study (or client) first. A controller restart does
+the same.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from ktsweep.lifecycle import SUCCEEDED_STATES
+from ktsweep.lifecycle import ACTIVE_STATES, SUCCEEDED_STATES
 from ktsweep.service.pareto import objective_values
 from ktsweep.service.search.base import SearchMethod, TrialRecord, finished_in_order
 from ktsweep.service.search.space import SearchSpace, nest
@@ -39,6 +46,15 @@ _CHILD = str(Path(__file__).with_name("_child.py"))
 _BOOT = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')"
 
 log = logging.getLogger(__name__)
+
+
+# What `optimizer` and `search_space` are, by engine.
+_FUNCTIONS = {
+    "optuna": "`optimizer` (a function returning the study or its sampler) or `search_space` "
+    "(a function defining a trial's parameters)",
+    "ax": "`optimizer` (a function returning an `ax.Client`) or `search_space` (a function "
+    "returning the experiment's parameters, Ax parameter configs)",
+}
 
 
 def uses_scheduler_code(spec: SweepSpec) -> bool:
@@ -96,20 +112,12 @@ def check_scheduler_code(spec: SweepSpec, settings: Any) -> list[SpecProblem]:
         )
     if scheduler.source is None:
         return problems
-    if scheduler.engine != "optuna":
-        problems.append(
-            SpecProblem(
-                path="scheduler.source",
-                message=f"scheduler code runs with `engine: optuna` only, not engine "
-                f"'{scheduler.engine}'; use `engine: optuna` or remove `source`.",
-            )
-        )
     if scheduler.optimizer is None and scheduler.search_space is None:
+        uses = _FUNCTIONS["optuna"]
         problems.append(
             SpecProblem(
                 path="scheduler.source",
-                message="`source` is used through `optimizer` (a function returning the study "
-                "or its sampler) or `search_space` (a function defining a trial's parameters); "
+                message=f"`source` is used through {_FUNCTIONS.get(scheduler.engine, uses)}; "
                 "name at least one of them.",
             )
         )
@@ -140,6 +148,7 @@ def check_scheduler_code(spec: SweepSpec, settings: Any) -> list[SpecProblem]:
         answer = child.ask(
             {
                 "op": "check",
+                "engine": scheduler.engine,
                 "source": str(path),
                 "optimizer": scheduler.optimizer,
                 "search_space": scheduler.search_space,
@@ -206,7 +215,7 @@ class SchedulerCodeProcess:
                 raise UserCodeError(
                     f"the scheduler code took longer than {timeout:g} s to answer "
                     f"({request['op']!r}); make its import, `optimizer()` and "
-                    "`search_space(trial)` faster, or ask the operator to raise "
+                    "`search_space` faster, or ask the operator to raise "
                     "KTSWEEP_USER_CODE_TIMEOUT_S."
                 )
             if not answer:
@@ -279,24 +288,31 @@ def config_from_coordinates(space: SearchSpace, coordinates: dict[str, Any]) -> 
 
 
 class UserCodeSearch(SearchMethod):
-    """Suggests trials from the study the user's `scheduler` code builds, run in a child.
+    """Suggests trials from the study (or Ax client) the user's `scheduler` code builds, run
+    in a child.
 
-    The study is the one `optimizer()` returns, or one with the sampler it returns (its
-    directions the sweep's goals), or else TPE for one objective and NSGA-II for several, as
-    `engine: optuna` without code. A trial's parameters are what `search_space(trial)` suggests
-    (or the dict it returns); without `search_space`, the spec's `parameters` as
-    `engine: optuna` searches them (a categorical by value index, another by its quantile).
+    With `engine: optuna`, the study is the one `optimizer()` returns, or one with the sampler
+    it returns (its directions the sweep's goals), or else a Gaussian process for one objective
+    (TPE without PyTorch) and multi-objective TPE for several, as `engine: optuna` without
+    code; a trial's parameters are what `search_space(trial)` suggests (or the dict it
+    returns). With `engine: ax`, the client is the one `optimizer()` returns, or a new one, its
+    experiment's parameters those `search_space()` returns and its objectives the sweep's
+    goals; Ax may wait for running trials' results before it suggests more (`is_waiting`). Without `search_space`, either
+    searches the spec's `parameters` as `engine: optuna` does (a categorical by value index,
+    another by its quantile).
 
     A completed or stopped trial is told with its objective values (see
     `ktsweep.service.pareto.objective_values`); a failed or cancelled one, or one without every
     objective's value, is told as failed. `restore` (a controller restart) replays the stored
-    trials into a new study: each is asked again with its hyperparameters enqueued
-    (`Study.enqueue_trial`), so `search_space` defines the same parameters, then told how it
-    ended.
+    trials into a new study or client: each is asked again with its hyperparameters (Optuna:
+    `Study.enqueue_trial`, so `search_space` defines the same parameters; Ax:
+    `Client.attach_trial`), then told how it ended.
 
     Args:
-        spec: The sweep spec (`method: custom`, `scheduler: {engine: optuna, source, ...}`).
-        seed: Random seed of the default samplers; default: the spec's `seed`.
+        spec: The sweep spec (`method: custom`, `scheduler: {engine: optuna | ax, source,
+            ...}`).
+        seed: Random seed of the default samplers (or of the Ax client ktsweep makes);
+            default: the spec's `seed`.
         space: The search space when there is no `search_space`; default: the spec's
             `parameters`.
         stopping_rule: Unused (a `scheduler` excludes `early_terminate`).
@@ -323,12 +339,23 @@ class UserCodeSearch(SearchMethod):
         with self._lock:
             self._ensure_child()
             answer = self._child.ask({"op": "ask", "number": number})
+            if answer.get("waiting"):  # Ax needs running trials' results first
+                return None
             if self.user_space:
                 hyperparameters = answer["hyperparameters"]
                 self._asked[number] = hyperparameters
                 return hyperparameters
             self._asked[number] = answer["coordinates"]
             return config_from_coordinates(self.space, answer["coordinates"])
+
+    def is_waiting(self, trials: list[TrialRecord]) -> bool:
+        return any(trial.state in ACTIVE_STATES for trial in trials)
+
+    @property
+    def learns_prior_trials(self) -> bool:
+        """Whether `learn_prior_trials` teaches the study anything: not when `search_space`
+        defines the space (prior trials are read in the spec's `parameters`)."""
+        return not self.user_space
 
     def tell(self, trial: TrialRecord, value: float | None) -> None:
         values = self.values_of(trial)
@@ -409,6 +436,7 @@ class UserCodeSearch(SearchMethod):
         self._child.ask(
             {
                 "op": "start",
+                "engine": scheduler.engine,
                 "source": self.source,
                 "optimizer": scheduler.optimizer,
                 "search_space": scheduler.search_space,

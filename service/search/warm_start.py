@@ -2,7 +2,7 @@
 
 A spec may name earlier sweeps (`prior_sweeps: [id, ...]`, in the spirit of W&B's
 `prior_runs`). Before its first suggestion, the new sweep's search method is told their
-completed trials, so bayes, tpe and `custom` (Optuna) start from what those sweeps found
+completed trials, so bayes, tpe and `custom` (Optuna, Ax) start from what those sweeps found
 instead of from scratch. Prior trials teach the method and nothing else: they are not trials
 of the new sweep, so they count toward no `run_cap`, no `target`, no stopping rule and no
 best trial.
@@ -18,6 +18,7 @@ How a controller uses it, where it builds a sweep's search method::
     if spec.prior_sweeps:
         prior = prior_records(session, spec.prior_sweeps, finished_before=sweep.created_at)
         report = warm_start(method, spec, prior)
+        store_warm_start(session, sweep.id, report.as_json(spec.prior_sweeps))  # for the API
     method.restore(records)  # after a restart: the warm start comes first, as it did then
 
 At submission, `missing_prior_sweeps(session, spec)` lists the ids that name no sweep (one
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ktsweep.service.pareto import objective_values
 from ktsweep.service.search.base import SearchMethod, TrialRecord
@@ -87,6 +88,15 @@ class WarmStartReport:
     def skipped(self) -> int:
         return self.skipped_outside_space + self.skipped_without_objective
 
+    def as_json(self, prior_sweeps: list[str]) -> dict[str, Any]:
+        """The report as the API shows it (`GET /sweeps/{id}`'s `warm_start`)."""
+        return {
+            "prior_sweeps": list(prior_sweeps),
+            "learned": self.told,
+            "skipped_outside_space": self.skipped_outside_space,
+            "skipped_without_objective": self.skipped_without_objective,
+        }
+
 
 def warm_start(
     method: SearchMethod, spec: SweepSpec, prior_trials: list[TrialRecord]
@@ -103,8 +113,14 @@ def warm_start(
     """
     placed, report = place_prior_trials(method.space, spec, prior_trials)
     learn = getattr(method, "learn_prior_trials", None)
-    if learn is None or spec.method not in METHODS_WITH_PRIOR_SWEEPS:
-        # Grid and hyperband take no prior trials; the spec refuses `prior_sweeps` there.
+    # Grid and hyperband take no prior trials (the spec refuses `prior_sweeps` there), nor
+    # does a method whose space user code defines (`learns_prior_trials` False): it has no
+    # space to read them in.
+    if (
+        learn is None
+        or spec.method not in METHODS_WITH_PRIOR_SWEEPS
+        or not getattr(method, "learns_prior_trials", True)
+    ):
         return WarmStartReport(
             skipped_outside_space=report.skipped_outside_space,
             skipped_without_objective=report.skipped_without_objective,
@@ -244,6 +260,21 @@ def prior_records(
         )
         for trial in trials
     ]
+
+
+def store_warm_start(session: Session, sweep_id: str, shown: dict[str, Any]) -> None:
+    """Record on the sweep what its warm start learned and skipped (`Sweep.warm_start`;
+    `shown` is `WarmStartReport.as_json`), so every API process shows it; the caller commits.
+    A restarted controller writes it again, with the same counts (`prior_records` reads the
+    same trials)."""
+    from ktsweep.service.models import Sweep
+
+    session.execute(
+        update(Sweep)
+        .where(Sweep.id == sweep_id)
+        .values(warm_start=shown)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def missing_prior_sweeps(session: Session, spec: SweepSpec) -> list[SpecProblem]:

@@ -100,3 +100,23 @@ def test_ax_waits_for_running_trials_when_it_needs_their_data():
         record.state, record.objective, record.finished_at = "completed", 0.5, START
         search.observe(record)
     assert search.suggest(len(records), records) is not None
+
+
+def test_a_warm_start_completes_the_prior_trials_in_the_experiment_first():
+    from ktsweep.service.search.warm_start import warm_start
+
+    spec = spec_for()
+    search = make_search_method(spec)
+    prior = [
+        TrialRecord(0, {"x": 0.25, "c": "good"}, "completed", metrics={"val_loss": 0.1}),
+        TrialRecord(1, {"x": 0.75, "c": "bad"}, "completed", metrics={"val_loss": 0.9}),
+        TrialRecord(2, {"x": 7.0, "c": "good"}, "completed", metrics={"val_loss": 0.5}),
+    ]
+    report = warm_start(search, spec, prior)
+
+    assert (report.told, report.skipped_outside_space) == (2, 1)
+    best, *_ = search.client.get_best_parameterization(use_model_predictions=False)
+    assert (best["p0"], best["p1"]) == (pytest.approx(0.25), 0)
+    assert search.suggest(0, []) is not None
+    statuses = search.client.summarize()["trial_status"].tolist()
+    assert statuses == ["COMPLETED", "COMPLETED", "RUNNING"]

@@ -476,7 +476,7 @@ def test_check_refuses_the_controllers_own_files(tmp_path):
         ({"source": "notes.txt"}, "scheduler.source"),
         ({"source": "missing.py"}, "scheduler.source"),
         ({"source": None}, "scheduler.optimizer"),
-        ({"engine": "ax"}, "scheduler.source"),
+        ({"engine": "ax", "optimizer": "nowhere"}, "scheduler.optimizer"),
         ({"optimizer": "nowhere"}, "scheduler.optimizer"),
         ({"search_space": "two_arguments"}, "scheduler.search_space"),
     ],

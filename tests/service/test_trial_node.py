@@ -95,4 +95,4 @@ def test_upgrading_a_database_of_the_first_schema_keeps_its_trials(tmp_path):
         rows = connection.execute(text("SELECT id, epochs, node FROM trials")).all()
         version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     assert [tuple(row) for row in rows] == [("s1-0", 3, None)]
-    assert version == "0002"
+    assert version == "0003"

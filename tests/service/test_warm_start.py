@@ -7,9 +7,14 @@ import copy
 import random
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import text
 
+import ktsweep.service.db
 from ktsweep.service.db import make_engine, make_sessions, migrate
 from ktsweep.service.models import Sweep, Trial, TrialReport
 from ktsweep.service.search import TrialRecord, make_search_method
@@ -20,7 +25,8 @@ from ktsweep.service.search.warm_start import (
     warm_start,
 )
 from ktsweep.service.spec import MAX_PRIOR_SWEEPS, SpecError, parse_spec
-from tests.service.scripted_sweep import START, ScriptedSweep
+from tests.service.helpers import controller
+from tests.service.scripted_sweep import START, ScriptedSweep, keras_tuner_bayes
 
 SQUARE = {"x": {"min": 0.0, "max": 1.0}, "y": {"min": 0.0, "max": 1.0}}
 TWO_OBJECTIVES = [{"name": "a", "goal": "minimize"}, {"name": "b", "goal": "minimize"}]
@@ -74,14 +80,14 @@ def test_optuna_methods_told_good_corner_trials_suggest_near_that_corner_from_th
 
 def test_bayes_fits_its_process_to_the_prior_trials_before_its_first_suggestion():
     spec = spec_for("bayes")
-    warm = make_search_method(spec)
+    warm = keras_tuner_bayes(spec)
     warm_start(warm, spec, corner_priors())
     first = warm.suggest(0, [])
     # 20 prior trials exceed the oracle's random start (3 per dimension): its first trial
     # already comes from the Gaussian process, fitted to them.
     assert warm.oracle.gpr.X_train_.shape == (20, 2)
     assert near_corner([first]) == 1
-    cold = make_search_method(spec)
+    cold = keras_tuner_bayes(spec)
     cold.suggest(0, [])
     assert not hasattr(cold.oracle.gpr, "X_train_")
 
@@ -211,11 +217,11 @@ def test_warm_started_bayes_restored_after_a_restart_fits_the_same_trials():
     spec = spec_for("bayes")
     priors = corner_priors()
     sweep = ScriptedSweep(parallelism=1)
-    uninterrupted = make_search_method(spec)
+    uninterrupted = keras_tuner_bayes(spec)
     warm_start(uninterrupted, spec, priors)
     sweep.run(4, uninterrupted)
     sweep.end_oldest(uninterrupted)
-    restored = make_search_method(spec)
+    restored = keras_tuner_bayes(spec)
     warm_start(restored, spec, priors)
     restored.restore(copy.deepcopy(sweep.records))
 
@@ -370,3 +376,62 @@ def test_a_prior_sweep_that_does_not_exist_is_a_problem_at_its_index(database_ur
     assert [
         (problem.path, "no sweep '0123456789ab'" in problem.message) for problem in problems
     ] == [("prior_sweeps.1", True)]
+
+
+def test_a_database_from_before_warm_start_reports_upgrades_with_none(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    engine = make_engine(url)
+    config = Config()
+    config.set_main_option(
+        "script_location", str(Path(ktsweep.service.db.__file__).parent / "migrations")
+    )
+    config.set_main_option("sqlalchemy.url", url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0002")
+        connection.execute(
+            text(
+                "INSERT INTO sweeps (id, name, state, spec, created_at) "
+                "VALUES ('s1', 'old', 'finished', '{}', '2026-01-01 00:00:00')"
+            )
+        )
+
+    migrate(engine)
+
+    with make_sessions(engine)() as session:
+        sweep = session.get(Sweep, "s1")
+        assert (sweep.name, sweep.warm_start) == ("old", None)
+        sweep.warm_start = {"prior_sweeps": ["p"], "learned": 1}
+        session.commit()
+    with make_sessions(engine)() as session:
+        assert session.get(Sweep, "s1").warm_start == {"prior_sweeps": ["p"], "learned": 1}
+
+
+def test_the_scheduler_stores_what_the_warm_start_learned_for_the_api(database_url, tmp_path):
+    sessions, ids = stored_sweeps(database_url)
+    spec = {
+        "method": "tpe",
+        "metric": {"name": "val_loss", "goal": "minimize"},
+        # Of the five completed prior trials (x = 0.1, 0.3, 0.4, 0.5, 0.6), two lie in it.
+        "parameters": {"x": {"min": 0.0, "max": 0.35}, "y": {"min": 0.0, "max": 1.0}},
+        "prior_sweeps": [ids["a"], ids["b"]],
+        "trial": {"hypermodel": "m:f", "data": "m:g"},
+    }
+    with sessions() as session:
+        # Paused: the scheduler's own passes leave it alone.
+        session.add(Sweep(id="warm", name="warm", state="paused", spec=spec))
+        session.commit()
+    with controller(database_url, tmp_path) as api:
+        assert api.get("/api/v1/sweeps/warm").json()["warm_start"] is None
+        scheduler = api.app_state.scheduler
+        with api.app_state.sessions() as session:
+            scheduler.method_for(session.get(Sweep, "warm"))
+        scheduler.schedule_pending_trials()  # a pass stores the report
+
+        shown = api.get("/api/v1/sweeps/warm").json()["warm_start"]
+    assert shown == {
+        "prior_sweeps": [ids["a"], ids["b"]],
+        "learned": 2,
+        "skipped_outside_space": 3,
+        "skipped_without_objective": 0,
+    }
