@@ -474,16 +474,17 @@ def sync(
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Upload a sweep's offline W&B runs with `wandb sync` (needs the network and a W&B login)."""
+    """Upload a sweep's offline W&B runs with `wandb sync` (needs the network and a W&B login),
+    then tag the runs of its best trials: `pareto-front` (several objectives) or `best`."""
     import shlex
     import subprocess
 
     with _client(url, token) as client:
         items = _api_call(lambda: client.trials(sweep_id))
+        best = _api_call(lambda: _best_or_none(client, sweep_id))
     offline = [t for t in items if t.get("wandb") and t["wandb"].get("sync_command")]
     if not offline:
         console.print("No offline W&B runs in this sweep; nothing to upload.")
-        return
     failures = 0
     for trial in offline:
         command = trial["wandb"]["sync_command"]
@@ -505,8 +506,41 @@ def sync(
             failures += 1
             message = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["failed"]
             console.print(f"[red]{trial['id']}: wandb sync failed:[/] {message[0]}", soft_wrap=True)
+    if best is not None and not dry_run and any(t.get("wandb") for t in items):
+        failures += _mark_best(items, best)
     if failures:
         raise typer.Exit(1)
+
+
+def _best_or_none(client, sweep_id: str) -> dict[str, Any] | None:
+    """The sweep's best (`GET /sweeps/{id}/best`), or None where it has none (409)."""
+    from ktsweep.client import ApiError
+
+    try:
+        return client.best(sweep_id)
+    except ApiError as exc:
+        if exc.status_code == 409:  # no metric, or no finished trial yet
+            return None
+        raise
+
+
+def _mark_best(trials: list[dict[str, Any]], best: dict[str, Any]) -> int:
+    """Tag the best trials' W&B runs (`ktsweep.service.wandb_marks`); returns 1 on failure."""
+    import wandb
+
+    from ktsweep.service.wandb_marks import mark_best_runs
+
+    try:
+        marks = mark_best_runs(trials, best)
+    except (wandb.errors.Error, ValueError) as exc:
+        console.print(f"[red]Tagging the best runs in W&B failed:[/] {exc}", soft_wrap=True)
+        return 1
+    missing = f"; {len(marks.unreachable)} not in W&B" if marks.unreachable else ""
+    console.print(
+        f"W&B tag '{marks.tag}': added to {len(marks.tagged)} run(s), removed from "
+        f"{len(marks.untagged)}{missing}"
+    )
+    return 0
 
 
 def spec_for_submission(path: Path) -> dict[str, Any]:

@@ -284,7 +284,11 @@ def _find_log_file(wandb_dir: Path, run_id: str) -> Path | None:
 def _offline_or_online_link(run_dir: Path | None, env: dict[str, str], run_id: str):
     if run_dir is None:
         return None
-    link: dict[str, Any] = {"run_id": run_id, "project": env["WANDB_PROJECT"]}
+    link: dict[str, Any] = {
+        "run_id": run_id,
+        "project": env["WANDB_PROJECT"],
+        "entity": env.get("WANDB_ENTITY") or None,
+    }
     link["mode"] = env["WANDB_MODE"]
     if env["WANDB_MODE"] == "offline":
         link.update(run_dir=str(run_dir), sync_command=f"wandb sync {run_dir}", url=None)

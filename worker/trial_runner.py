@@ -361,7 +361,12 @@ def wandb_run_link(run) -> dict[str, Any] | None:
     """The run's link: its URL when online; its folder and `wandb sync` command when offline."""
     if run is None or run.disabled:
         return None
-    link: dict[str, Any] = {"run_id": run.id, "project": run.project, "mode": run.settings.mode}
+    link: dict[str, Any] = {
+        "run_id": run.id,
+        "project": run.project,
+        "entity": run.entity or None,  # offline: none until `wandb sync` picks the login's
+        "mode": run.settings.mode,
+    }
     if run.offline:
         run_dir = run.settings.sync_dir
         link.update(run_dir=run_dir, sync_command=f"wandb sync {run_dir}", url=None)

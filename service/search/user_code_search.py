@@ -297,9 +297,9 @@ class UserCodeSearch(SearchMethod):
     code; a trial's parameters are what `search_space(trial)` suggests (or the dict it
     returns). With `engine: ax`, the client is the one `optimizer()` returns, or a new one, its
     experiment's parameters those `search_space()` returns and its objectives the sweep's
-    goals; Ax may wait for running trials' results before it suggests more (`is_waiting`). Without `search_space`, either
-    searches the spec's `parameters` as `engine: optuna` does (a categorical by value index,
-    another by its quantile).
+    goals; Ax may wait for running trials' results before it suggests more (`is_waiting`).
+    Without `search_space`, either searches the spec's `parameters` as `engine: optuna` does (a
+    categorical by value index, another by its quantile).
 
     A completed or stopped trial is told with its objective values (see
     `ktsweep.service.pareto.objective_values`); a failed or cancelled one, or one without every

@@ -101,7 +101,7 @@ def _sync(server, sweep_id: str, *args: str, **env: str) -> subprocess.Completed
 
 
 def test_sync_uploads_every_offline_run_to_the_configured_wandb_server(
-    finished_digits_sweep, server
+    finished_digits_sweep, server, client
 ):
     sweep, trials = finished_digits_sweep
     dry = _sync(server, sweep["id"], "--dry-run")
@@ -117,7 +117,7 @@ def test_sync_uploads_every_offline_run_to_the_configured_wandb_server(
         )
         assert done.returncode == 0, done.stdout + done.stderr
         assert done.stdout.count(": uploaded") == len(trials)
-        created = {variables["name"] for variables in wandb_server.graphql("UpsertBucket")}
+        created = {variables.get("name") for variables in wandb_server.graphql("UpsertBucket")}
         for trial in trials:
             run_id = trial["wandb"]["run_id"]
             assert run_id in created
@@ -133,6 +133,11 @@ def test_sync_uploads_every_offline_run_to_the_configured_wandb_server(
             # And so did its checkpoints, as the run's model artifact.
             models = wandb_server.uploaded(f"artifacts/run_{run_id}_model")
             assert any(path.endswith(".keras") and size > 0 for path, size in models.items())
+        # Then the best trial's run, and only it, carries the tag `best` (wandb's public API).
+        best_run = client.best(sweep["id"])["wandb"]["run_id"]
+        tagged = {run_id for run_id, tags in wandb_server.tags.items() if "best" in tags}
+        assert tagged == {best_run}
+        assert "W&B tag 'best': added to 1 run(s)" in done.stdout
 
 
 def test_unknown_top_level_field_is_rejected_and_nothing_stored(client, server):

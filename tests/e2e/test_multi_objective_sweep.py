@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ktsweep.client import ApiError
+from ktsweep.client import ApiError, Client
+from tests.e2e.wandb_endpoint import WandbEndpoint
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "digits" / "sweep.yaml"
@@ -51,9 +52,15 @@ def dominates(a: dict, b: dict) -> bool:
     return at_least and a != b
 
 
-def test_two_objective_sweep_finishes_with_a_pareto_front(client, server):
-    sweep = client.submit(multi_objective_spec())
-    final = client.wait(sweep["id"], timeout_s=600)
+@pytest.fixture(scope="module")
+def front_sweep(server):
+    with Client(server["url"]) as api:
+        sweep = api.submit(multi_objective_spec())
+        return sweep, api.wait(sweep["id"], timeout_s=600)
+
+
+def test_two_objective_sweep_finishes_with_a_pareto_front(client, server, front_sweep):
+    sweep, final = front_sweep
 
     assert final["state"] == "finished", final
     assert final["trial_counts"]["completed"] == 6
@@ -89,6 +96,43 @@ def test_two_objective_sweep_finishes_with_a_pareto_front(client, server):
     assert "Pareto front" in shown.stdout
     for trial in front:
         assert trial["id"] in shown.stdout
+
+
+def test_sync_tags_the_runs_of_the_front_in_wandb(client, server, front_sweep):
+    sweep, _ = front_sweep
+    front_runs = {t["wandb"]["run_id"] for t in client.best(sweep["id"])["front"]}
+    all_runs = {t["wandb"]["run_id"] for t in client.trials(sweep["id"])}
+    assert front_runs < all_runs  # a front that leaves some trials out (asserted above)
+
+    def sync():
+        return subprocess.run(
+            [sys.executable, "-m", "ktsweep.service.cli", "sync", sweep["id"]]
+            + ["--url", server["url"]],
+            capture_output=True,
+            text=True,
+            env={
+                **os.environ,
+                "COLUMNS": "200",
+                "WANDB_BASE_URL": wandb_server.url,
+                "WANDB_API_KEY": "local-" + "k" * 40,
+            },
+            timeout=600,
+        )
+
+    with WandbEndpoint() as wandb_server:
+        done = sync()
+        assert done.returncode == 0, done.stdout + done.stderr
+        tagged = {run for run, tags in wandb_server.tags.items() if "pareto-front" in tags}
+        assert tagged == front_runs
+        assert f"W&B tag 'pareto-front': added to {len(front_runs)} run(s)" in done.stdout
+
+        # A run tagged by hand (or by an earlier sync, before the front moved) loses the tag.
+        off_front = sorted(all_runs - front_runs)[0]
+        wandb_server.tags[off_front] = ["pareto-front", "mine"]
+        again = sync()
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert wandb_server.tags[off_front] == ["mine"]
+        assert "added to 0 run(s), removed from 1" in again.stdout
 
 
 @pytest.mark.parametrize(

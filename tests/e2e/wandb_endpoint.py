@@ -5,8 +5,11 @@ endpoint given as `WANDB_BASE_URL` (as a self-hosted W&B server is). The real `w
 does the upload: it creates each run (GraphQL `UpsertBucket`), streams its history and summary
 (`/files/<entity>/<project>/<run>/file_stream`), uploads its files (`CreateRunFiles`, then
 a PUT to each upload URL) and its artifacts (`CreateArtifact`, `CreateArtifactFiles`, a PUT
-per file, the manifest, `CommitArtifact`). The endpoint answers just enough for all that to
-succeed and keeps every request, so a test can check what reached the server.
+per file, the manifest, `CommitArtifact`). wandb's public API (`wandb.Api`) then checks its
+credentials (`Viewer`), finds the default entity (`GetDefaultEntity`), loads an uploaded run
+(`Run`) and changes its tags (`UpsertBucket` by the run's storage id). The endpoint answers
+just enough for all that to succeed, keeps each uploaded run's tags, and keeps every request,
+so a test can check what reached the server.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class WandbEndpoint:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.tags: dict[str, list[str]] = {}  # by run id (name), once uploaded
         self._lock = threading.Lock()
         endpoint = self
 
@@ -114,6 +118,19 @@ class WandbEndpoint:
         handler.wfile.write(body)
 
     def _graphql_answer(self, operation: str | None, variables: dict[str, Any]) -> dict:
+        if operation == "Viewer":  # the public API checks its credentials with it
+            viewer = {"id": "viewer", "entity": "local", "username": "local", "email": None}
+            return {"data": {"viewer": {**viewer, "flags": "{}", "teams": {"edges": []}}}}
+        if operation == "GetDefaultEntity":
+            return {"data": {"viewer": {"id": "viewer", "entity": "local"}}}
+        if operation == "Run":
+            return {"data": {"project": {"run": self._run(variables.get("name"))}}}
+        if operation == "UpsertBucket" and str(variables.get("id") or "").startswith("run-"):
+            name = variables["id"].removeprefix("run-")  # an update of a run, by storage id
+            with self._lock:
+                if variables.get("tags") is not None:
+                    self.tags[name] = list(variables["tags"])
+            return {"data": {"upsertBucket": {"bucket": self._run(name), "inserted": False}}}
         if operation == "UpsertBucket":
             project = variables.get("project") or "uncategorized"
             entity = variables.get("entity") or "local"
@@ -133,6 +150,8 @@ class WandbEndpoint:
                     "entity": {"id": entity, "name": entity},
                 },
             }
+            with self._lock:
+                self.tags.setdefault(str(variables.get("name")), list(variables.get("tags") or []))
             return {"data": {"upsertBucket": {"bucket": bucket, "inserted": True}}}
         if operation == "CreateRunFiles":
             files = [
@@ -179,6 +198,36 @@ class WandbEndpoint:
             committed = {"id": variables.get("artifactID"), "digest": "committed"}
             return {"data": {"commitArtifact": {"artifact": committed}}}
         return {"data": {}}
+
+    def _run(self, name: str | None) -> dict[str, Any] | None:
+        """An uploaded run as the public API's `RunFragment` reads it; None if not uploaded."""
+        with self._lock:
+            if name not in self.tags:
+                return None
+            tags = list(self.tags[name])
+        return {
+            "projectId": 1,
+            "id": f"run-{name}",
+            "tags": tags,
+            "name": name,
+            "displayName": name,
+            "sweepName": None,
+            "state": "finished",
+            "config": "{}",
+            "group": None,
+            "jobType": None,
+            "commit": None,
+            "readOnly": False,
+            "createdAt": "2026-01-01T00:00:00",
+            "heartbeatAt": "2026-01-01T00:00:00",
+            "description": "",
+            "notes": None,
+            "systemMetrics": "{}",
+            "summaryMetrics": "{}",
+            "historyLineCount": 0,
+            "user": {"name": "local", "username": "local"},
+            "historyKeys": None,
+        }
 
 
 def _read_body(handler: BaseHTTPRequestHandler) -> bytes:

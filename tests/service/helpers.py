@@ -9,8 +9,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
 
+import ktsweep.service.db
 from ktsweep.service.app import create_app
 from ktsweep.service.config import Settings
 from ktsweep.service.models import Sweep, SweepState, Trial
@@ -104,3 +108,25 @@ def receive(sock: socket.socket, so_far: bytes) -> bytes:
     if not chunk:
         raise ConnectionError(f"the connection closed before a whole response: {so_far[:300]!r}")
     return chunk
+
+
+@contextmanager
+def database_at_revision(engine: Engine, revision: str):
+    """A connection (in a transaction, committed at the end) to `engine`'s database migrated
+    only up to `revision`, holding one finished sweep `s1` named 'old' as that schema stored
+    it: for tests of later migrations."""
+    config = Config()
+    config.set_main_option(
+        "script_location", str(Path(ktsweep.service.db.__file__).parent / "migrations")
+    )
+    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+        connection.execute(
+            text(
+                "INSERT INTO sweeps (id, name, state, spec, created_at) "
+                "VALUES ('s1', 'old', 'finished', '{}', '2026-01-01 00:00:00')"
+            )
+        )
+        yield connection

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 
 import ray
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import create_engine, text
 
-import ktsweep.service.db
 from ktsweep.service.db import migrate
-from tests.service.helpers import DIGITS_SPEC, controller, store_sweep
+from tests.service.helpers import DIGITS_SPEC, controller, database_at_revision, store_sweep
 from tests.waiting import wait_for
 
 NODE = {"id": "a1" * 28, "ip": "10.0.0.7", "hostname": "ray-worker-2"}
@@ -65,22 +61,8 @@ def test_a_real_trial_records_the_ray_node_it_ran_on(tmp_path):
 
 
 def test_upgrading_a_database_of_the_first_schema_keeps_its_trials(tmp_path):
-    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
-    engine = create_engine(url)
-    config = Config()
-    config.set_main_option(
-        "script_location", str(Path(ktsweep.service.db.__file__).parent / "migrations")
-    )
-    config.set_main_option("sqlalchemy.url", url)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0001")
-        connection.execute(
-            text(
-                "INSERT INTO sweeps (id, name, state, spec, created_at) "
-                "VALUES ('s1', 'old', 'finished', '{}', '2026-01-01 00:00:00')"
-            )
-        )
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.sqlite'}")
+    with database_at_revision(engine, "0001") as connection:
         connection.execute(
             text(
                 "INSERT INTO trials (id, sweep_id, number, state, hyperparameters, metrics, "

@@ -7,14 +7,9 @@ import copy
 import random
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import text
 
-import ktsweep.service.db
 from ktsweep.service.db import make_engine, make_sessions, migrate
 from ktsweep.service.models import Sweep, Trial, TrialReport
 from ktsweep.service.search import TrialRecord, make_search_method
@@ -25,7 +20,7 @@ from ktsweep.service.search.warm_start import (
     warm_start,
 )
 from ktsweep.service.spec import MAX_PRIOR_SWEEPS, SpecError, parse_spec
-from tests.service.helpers import controller
+from tests.service.helpers import controller, database_at_revision
 from tests.service.scripted_sweep import START, ScriptedSweep, keras_tuner_bayes
 
 SQUARE = {"x": {"min": 0.0, "max": 1.0}, "y": {"min": 0.0, "max": 1.0}}
@@ -379,22 +374,9 @@ def test_a_prior_sweep_that_does_not_exist_is_a_problem_at_its_index(database_ur
 
 
 def test_a_database_from_before_warm_start_reports_upgrades_with_none(tmp_path):
-    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
-    engine = make_engine(url)
-    config = Config()
-    config.set_main_option(
-        "script_location", str(Path(ktsweep.service.db.__file__).parent / "migrations")
-    )
-    config.set_main_option("sqlalchemy.url", url)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0002")
-        connection.execute(
-            text(
-                "INSERT INTO sweeps (id, name, state, spec, created_at) "
-                "VALUES ('s1', 'old', 'finished', '{}', '2026-01-01 00:00:00')"
-            )
-        )
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.sqlite'}")
+    with database_at_revision(engine, "0002"):
+        pass  # the old sweep alone
 
     migrate(engine)
 
