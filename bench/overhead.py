@@ -9,6 +9,13 @@ so neither pays for starting worker processes inside the measurement.
     python bench/overhead.py                 # 200 trials, parallelism 2
     python bench/overhead.py --trials 50     # quicker
     python bench/overhead.py --only ktsweep  # one side (e.g. to compare two controllers)
+    python bench/overhead.py --split         # as deployed: PostgreSQL, `ktsweep scheduler`
+                                             # apart from `serve --no-scheduler --workers 2`
+
+By default ktsweep runs embedded (`ktsweep serve`: API and scheduler in one process, SQLite).
+`--split` runs it as a deployment does, in a fresh PostgreSQL database made under
+`--admin-url` (dropped afterwards): one `ktsweep scheduler` process (the Ray driver) and the
+API as `ktsweep serve --no-scheduler --workers 2`, which trials report to.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+from sqlalchemy import create_engine, make_url, text
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,26 +74,36 @@ def run_ktsweep(args, workdir: Path) -> tuple[float, float]:
         "RAY_num_cpus": str(args.parallelism),
         "KTSWEEP_API_TOKENS": "overhead-token",
     }
-    log = open(workdir / "server.log", "wb")  # noqa: SIM115 - open while the server runs
-    server = subprocess.Popen(
-        [sys.executable, "-m", "ktsweep.service.cli", "serve", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    cli = [sys.executable, "-m", "ktsweep.service.cli"]
+    if args.split:
+        env["KTSWEEP_API_URL"] = url  # where the scheduler's trials report
+        commands = {
+            "scheduler": [*cli, "scheduler"],
+            "api": [*cli, "serve", "--no-scheduler", "--workers", "2", "--port", str(port)],
+        }
+    else:
+        commands = {"server": [*cli, "serve", "--port", str(port)]}
+    logs = {name: open(workdir / f"{name}.log", "wb") for name in commands}  # noqa: SIM115
+    processes = {
+        name: subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=logs[name], stderr=subprocess.STDOUT
+        )
+        for name, command in commands.items()
+    }
     try:
         auth = {"Authorization": "Bearer overhead-token"}
         with httpx.Client(base_url=url, headers=auth, timeout=30) as http:
-            deadline = time.monotonic() + 120
-            while True:
+            deadline = time.monotonic() + 180
+            while True:  # the API answers, and (split) a scheduler holds the lease
                 try:
                     if http.get("/readyz").status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError((workdir / "server.log").read_text()[-3000:])
+                ended = [name for name, process in processes.items() if process.poll() is not None]
+                if time.monotonic() > deadline or ended:
+                    name = (ended or list(processes))[0]
+                    raise RuntimeError((workdir / f"{name}.log").read_text()[-3000:])
                 time.sleep(0.2)
             warmup = sweep_spec(args.parallelism, args.parallelism, args.epochs, args.epoch_s)
             wait(http, http.post("/api/v1/sweeps", json=warmup).json()["id"])
@@ -105,9 +123,29 @@ def run_ktsweep(args, workdir: Path) -> tuple[float, float]:
             )
             return (last_end - submitted).total_seconds(), spans[len(spans) // 2]
     finally:
-        server.terminate()
-        server.wait(timeout=60)
-        log.close()
+        for process in processes.values():
+            process.terminate()
+        for process in processes.values():
+            process.wait(timeout=60)
+        for log in logs.values():
+            log.close()
+
+
+def fresh_database(admin_url: str) -> tuple[str, str]:
+    """A new, empty PostgreSQL database next to `admin_url`'s: its name and URL."""
+    name = f"ktsweep_overhead_{os.urandom(4).hex()}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return name, make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 at = datetime.fromisoformat
@@ -165,7 +203,21 @@ def main() -> None:
     parser.add_argument("--epoch-s", type=float, default=0.1)
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--only", choices=["ktsweep", "ray-tune"], default=None)
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="run ktsweep as deployed: a scheduler process apart from 2 API processes, on "
+        "PostgreSQL",
+    )
+    parser.add_argument(
+        "--admin-url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        help="with --split: where to make the fresh database (default: the local test server)",
+    )
     args = parser.parse_args()
+    database = None
+    if args.split and args.database_url is None:
+        database, args.database_url = fresh_database(args.admin_url)
     ideal = args.trials * args.epochs * args.epoch_s / args.parallelism
     workdir = Path(tempfile.mkdtemp(prefix="ktsweep-overhead-"))
     ktsweep = ray_tune = None
@@ -176,17 +228,20 @@ def main() -> None:
             ray_tune = run_ray_tune(args, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if database is not None:
+            drop_database(args.admin_url, database)
     print(
         f"{args.trials} trials x {args.epochs} x {args.epoch_s} s, parallelism {args.parallelism}"
     )
-    print(f"ideal makespan       {ideal:8.1f} s")
+    print(f"{'ideal makespan':40}{ideal:8.1f} s")
     if ktsweep is not None:
-        print(f"ktsweep (REST API)   {ktsweep:8.1f} s   overhead ratio {ktsweep / ideal:.3f}")
+        how = "ktsweep (scheduler + 2 API processes)" if args.split else "ktsweep (REST API)"
+        print(f"{how:40}{ktsweep:8.1f} s   overhead ratio {ktsweep / ideal:.3f}")
         print(f"  a trial's start to its end, beyond its sleeps: median {span * 1000:.1f} ms")
     if ray_tune is not None:
-        print(f"Ray Tune (Tuner)     {ray_tune:8.1f} s   overhead ratio {ray_tune / ideal:.3f}")
+        print(f"{'Ray Tune (Tuner)':40}{ray_tune:8.1f} s   overhead ratio {ray_tune / ideal:.3f}")
     if ktsweep is not None and ray_tune is not None:
-        print(f"ktsweep / Ray Tune   {ktsweep / ray_tune:.3f}")
+        print(f"{'ktsweep / Ray Tune':40}{ktsweep / ray_tune:.3f}")
 
 
 if __name__ == "__main__":
