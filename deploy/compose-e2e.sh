@@ -298,7 +298,9 @@ parallelism: 2
 trial:
   hypermodel: ktsweep.examples.digits:build_model
   data: ktsweep.examples.digits:load_data
-  fit: {epochs: 3, batch_size: 64}
+  # Enough epochs that a trial runs with a checkpoint for several of the script's polls (a
+  # 3-epoch trial could end between two polls on an idle machine, and the sweep with it).
+  fit: {epochs: 10, batch_size: 32}
   resources: {cpu: 1}
 wandb: {project: ktsweep-compose-e2e, mode: offline}
 YAML
