@@ -514,8 +514,6 @@ def sync(
 
 def _best_or_none(client, sweep_id: str) -> dict[str, Any] | None:
     """The sweep's best (`GET /sweeps/{id}/best`), or None where it has none (409)."""
-    from ktsweep.client import ApiError
-
     try:
         return client.best(sweep_id)
     except ApiError as exc:

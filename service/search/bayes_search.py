@@ -3,6 +3,7 @@ installed, Keras Tuner's Gaussian-process oracle where it is not."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 from collections.abc import Iterator
@@ -117,6 +118,7 @@ class GaussianProcessSearch(TpeSearch):
         )
 
 
+@functools.cache
 def gp_sampler_available() -> bool:
     """Whether `GaussianProcessSearch` can run here (Optuna's `GPSampler` needs PyTorch)."""
     return importlib.util.find_spec("torch") is not None
